@@ -1,0 +1,141 @@
+"""VideoQADataModule: the one LightningDataModule every marc stage trains and tests on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from marc.data.annotations import read_annotations
+from marc.data.collate import collate_video_qa
+from marc.data.dataset import BadSamplePolicy, VideoQADataset
+from marc.data.synthetic import GeneratorConfig, generate_dataset, is_generated
+
+log = logging.getLogger(__name__)
+
+
+class VideoQADataModule(L.LightningDataModule):
+    """Video question answering over Video-R1 style annotations and video files.
+
+    When ``data_root`` holds no annotations and no annotation files are named, the
+    embedded default (synthetic event-video QA) is generated there in ``prepare_data``.
+
+    Args:
+        data_root: folder with ``{train,val,test}.jsonl`` and the videos they name.
+        train_file / val_file / test_file: annotation files (JSON or JSONL) overriding the
+            defaults under ``data_root``; relative video paths resolve against
+            ``data_root``.
+        generator: options of the embedded default's generator.
+        fps / max_frames / frame_size: decoding (see ``marc.data.video.read_video``).
+        batch_size / eval_batch_size / num_workers: loader settings.
+        cache_frames: keep decoded frames in memory (per worker process).
+        on_bad_sample: ``raise`` on a missing or corrupt video or malformed row, or
+            ``skip`` it; skips are counted in ``skipped_samples`` and logged.
+        limit_train / limit_eval: use only the first N questions (quick runs, tests).
+        retriever: a ``VisualMemoryRetriever``; when set every sample also carries the
+            reconstructed ``retrieved_video``.
+    """
+
+    def __init__(
+        self,
+        data_root: str = "data/synthetic",
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        generator: GeneratorConfig | None = None,
+        fps: float | None = None,
+        max_frames: int | None = 64,
+        frame_size: int | None = 112,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        cache_frames: bool = False,
+        on_bad_sample: BadSamplePolicy = "raise",
+        limit_train: int | None = None,
+        limit_eval: int | None = None,
+        retriever: Any = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["retriever"])
+        self.data_root = Path(data_root)
+        self.files = {
+            "train": Path(train_file) if train_file else self.data_root / "train.jsonl",
+            "val": Path(val_file) if val_file else self.data_root / "val.jsonl",
+            "test": Path(test_file) if test_file else self.data_root / "test.jsonl",
+        }
+        self.uses_default_files = not (train_file or val_file or test_file)
+        self.generator = generator or GeneratorConfig()
+        self.retriever = retriever
+        self.datasets: dict[str, VideoQADataset] = {}
+        self.skipped_rows = 0
+        self.skipped_samples = 0
+
+    def prepare_data(self) -> None:
+        """Generate the embedded default dataset when the root has none (rank 0 only)."""
+        if self.uses_default_files and not is_generated(self.data_root):
+            if any(f.exists() for f in self.files.values()):
+                return  # a user's own files under the default names: never overwrite them
+            log.info("generating the embedded default dataset in %s", self.data_root)
+            generate_dataset(self.data_root, self.generator)
+
+    def dataset(self, split: str) -> VideoQADataset:
+        """The dataset of one split (``train``, ``val`` or ``test``), built on first use."""
+        if split not in self.datasets:
+            hp = self.hparams
+            rows, skipped = read_annotations(self.files[split], self.data_root, hp.on_bad_sample)
+            self.skipped_rows += len(skipped)
+            limit = hp.limit_train if split == "train" else hp.limit_eval
+            if limit is not None:
+                rows = rows[:limit]
+            self.datasets[split] = VideoQADataset(
+                rows,
+                fps=hp.fps,
+                max_frames=hp.max_frames,
+                frame_size=hp.frame_size,
+                cache_frames=hp.cache_frames,
+                on_bad_sample=hp.on_bad_sample,
+                retriever=self.retriever,
+            )
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the annotation files the stage needs."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in splits.get(stage, ("train", "val", "test")):
+            if self.files[split].exists() or split != "test":
+                self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        batch_size = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=hp.num_workers,
+            collate_fn=collate_video_qa,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Count skipped samples in the main process (workers cannot share counters)."""
+        skipped = batch.get("num_skipped", 0)
+        if skipped:
+            self.skipped_samples += int(skipped)
+            log.warning("skipped %d bad samples so far", self.skipped_samples)
+        return batch

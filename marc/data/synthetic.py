@@ -1,0 +1,454 @@
+"""Synthetic event-video QA: the embedded default dataset of marc.
+
+A video is a sequence of events separated by hard cuts. Each event has a background
+(colour and pattern) and one to three objects (shape, colour) that move in a direction or
+stay still, and a caption generated from those attributes. Questions are multiple choice
+(A-D) in the Video-R1 schema and name their event through its background, so answering
+needs the right clip. Everything is deterministic from a seed and written as real files:
+H.264 mp4 videos (PyAV) and JSONL annotations.
+
+Run as ``python -m marc.data.synthetic --root data --seed 0 --num-videos 120``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Attribute vocabularies. Background and object colours are disjoint so an object never
+# blends into its background.
+BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (20, 20, 20),
+    "grey": (110, 110, 110),
+    "navy": (20, 30, 110),
+    "brown": (110, 60, 20),
+    "olive": (100, 110, 20),
+    "teal": (10, 100, 100),
+}
+BACKGROUND_PATTERNS = ("plain", "striped", "checkered")
+OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 30, 30),
+    "green": (30, 220, 60),
+    "blue": (60, 120, 255),
+    "yellow": (240, 230, 40),
+    "white": (245, 245, 245),
+    "pink": (250, 130, 200),
+}
+SHAPES = ("circle", "square", "triangle", "cross")
+DIRECTIONS = ("left", "right", "up", "down", "still")
+COUNT_WORDS = ("one", "two", "three", "four")
+QUESTION_KINDS = ("attribute", "count", "motion", "order")
+LETTERS = ("A", "B", "C", "D")
+
+# Unit displacement per frame for each direction (x to the right, y downwards).
+_DIRECTION_STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
+
+
+@dataclass
+class SceneObject:
+    """One moving or still object of an event."""
+
+    shape: str
+    colour: str
+    direction: str
+    start_xy: tuple[float, float]  # centre, as a fraction of the frame size
+
+
+@dataclass
+class Event:
+    """A contiguous span of frames with one background and its objects."""
+
+    start: int
+    end: int  # exclusive
+    background: str
+    pattern: str
+    objects: list[SceneObject] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The phrase questions use to refer to this event."""
+        return f"the {self.background} {self.pattern} background"
+
+    @property
+    def caption(self) -> str:
+        """A sentence describing the event from its attributes."""
+        parts = []
+        for obj in self.objects:
+            motion = "stays still" if obj.direction == "still" else f"moves {obj.direction}"
+            parts.append(f"a {obj.colour} {obj.shape} {motion}")
+        return f"a {self.background} {self.pattern} background with " + " and ".join(parts)
+
+
+@dataclass
+class GeneratorConfig:
+    """Options of the generator; the defaults make the embedded default dataset."""
+
+    num_videos: int = 120
+    num_frames: int = 64
+    frame_size: int = 112
+    fps: int = 8
+    events_per_video: int = 4
+    min_event_frames: int = 8
+    max_objects: int = 3
+    object_size: float = 0.28  # object diameter as a fraction of the frame size
+    distractor_similarity: float = 0.0  # probability that events of a video share a colour
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 0
+
+
+def vocabulary() -> list[str]:
+    """Every word the generated questions, options, captions and answers use."""
+    words: set[str] = set()
+    for text in _TEMPLATE_TEXTS:
+        words.update(tokenize_words(text))
+    for group in (BACKGROUND_COLOURS, BACKGROUND_PATTERNS, OBJECT_COLOURS, SHAPES, DIRECTIONS):
+        words.update(group)
+    words.update(COUNT_WORDS)
+    words.update(LETTERS)
+    words.update(["moves", "stays", "still", "with", "and", "a", "background"])
+    # Both cases, so a lower-casing tokenizer and a case-keeping one both cover the texts.
+    return sorted(words | {w.lower() for w in words})
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Split text into the word-level units of the embedded default (punctuation apart)."""
+    for mark in ".,?:;()":
+        text = text.replace(mark, f" {mark} ")
+    return text.split()
+
+
+_TEMPLATE_TEXTS = [
+    "What colour is the {shape} in the event with {event}?",
+    "What shape is the {colour} object in the event with {event}?",
+    "How many objects are there in the event with {event}?",
+    "In which direction does the {colour} {shape} move in the event with {event}?",
+    "Which background comes right after {event}?",
+    "Select the best answer to the following multiple-choice question based on the video.",
+    "the answer is",
+    "Options:",
+]
+
+
+def _split_lengths(rng: random.Random, total: int, parts: int, minimum: int) -> list[int]:
+    """Random positive lengths summing to ``total``, each at least ``minimum``."""
+    if parts * minimum > total:
+        raise ValueError(
+            f"{parts} events of at least {minimum} frames do not fit in {total} frames"
+        )
+    spare = total - parts * minimum
+    cuts = sorted(rng.randint(0, spare) for _ in range(parts - 1))
+    bounds = [0, *cuts, spare]
+    return [minimum + bounds[i + 1] - bounds[i] for i in range(parts)]
+
+
+def _make_events(rng: random.Random, cfg: GeneratorConfig) -> list[Event]:
+    """Events of one video with pairwise distinct backgrounds."""
+    backgrounds = [(c, p) for c in BACKGROUND_COLOURS for p in BACKGROUND_PATTERNS]
+    if rng.random() < cfg.distractor_similarity:
+        # Harder variant: every background shares one colour, only the pattern differs.
+        colour = rng.choice(list(BACKGROUND_COLOURS))
+        backgrounds = [(colour, p) for p in BACKGROUND_PATTERNS] + [
+            (c, p) for c in BACKGROUND_COLOURS if c != colour for p in BACKGROUND_PATTERNS
+        ]
+        chosen = backgrounds[: len(BACKGROUND_PATTERNS)]
+        chosen += rng.sample(backgrounds[len(BACKGROUND_PATTERNS) :], cfg.events_per_video)
+        chosen = chosen[: cfg.events_per_video]
+        rng.shuffle(chosen)
+    else:
+        chosen = rng.sample(backgrounds, cfg.events_per_video)
+    lengths = _split_lengths(rng, cfg.num_frames, cfg.events_per_video, cfg.min_event_frames)
+    events, start = [], 0
+    for (colour, pattern), length in zip(chosen, lengths):
+        n_objects = rng.randint(1, cfg.max_objects)
+        shapes = rng.sample(SHAPES, n_objects)
+        colours = rng.sample(list(OBJECT_COLOURS), n_objects)
+        objects = []
+        for i, (shape, obj_colour) in enumerate(zip(shapes, colours)):
+            # Objects start in separate horizontal bands so they rarely overlap.
+            band = (i + 0.5) / n_objects
+            objects.append(
+                SceneObject(
+                    shape=shape,
+                    colour=obj_colour,
+                    direction=rng.choice(DIRECTIONS),
+                    start_xy=(rng.uniform(0.3, 0.7), band * 0.6 + 0.2),
+                )
+            )
+        events.append(Event(start, start + length, colour, pattern, objects))
+        start += length
+    return events
+
+
+def _shape_mask(shape: str, size: int, yy: np.ndarray, xx: np.ndarray, cx: float, cy: float):
+    """Boolean mask of one shape of diameter ``size`` centred at (cx, cy)."""
+    r = size / 2
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx**2 + dy**2 <= r**2
+    if shape == "square":
+        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+    if shape == "triangle":
+        # Apex up: inside when below the two slanted edges and above the base.
+        return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.55)
+    if shape == "cross":
+        arm = r * 0.33
+        return ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= r))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _background(event: Event, size: int) -> np.ndarray:
+    """The background image of an event, uint8 [H, W, 3]."""
+    base = np.array(BACKGROUND_COLOURS[event.background], dtype=np.float32)
+    img = np.broadcast_to(base, (size, size, 3)).copy()
+    yy, xx = np.mgrid[0:size, 0:size]
+    period = max(size // 7, 4)
+    if event.pattern == "striped":
+        mask = (xx // period) % 2 == 0
+    elif event.pattern == "checkered":
+        mask = ((xx // period) + (yy // period)) % 2 == 0
+    else:
+        mask = np.zeros((size, size), dtype=bool)
+    img[mask] = np.clip(base * 1.6 + 25, 0, 255)
+    return img.astype(np.uint8)
+
+
+def render_event_frames(event: Event, cfg: GeneratorConfig) -> np.ndarray:
+    """Render the frames of one event, uint8 [T, H, W, 3]."""
+    size = cfg.frame_size
+    background = _background(event, size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    obj_size = cfg.object_size * size
+    length = event.end - event.start
+    # Speed chosen so that a moving object travels about a third of the frame per event.
+    speed = size * 0.35 / max(length - 1, 1)
+    frames = np.empty((length, size, size, 3), dtype=np.uint8)
+    for t in range(length):
+        frame = background.copy()
+        for obj in event.objects:
+            step_x, step_y = _DIRECTION_STEP[obj.direction]
+            cx = obj.start_xy[0] * size + step_x * speed * (t - (length - 1) / 2)
+            cy = obj.start_xy[1] * size + step_y * speed * (t - (length - 1) / 2)
+            frame[_shape_mask(obj.shape, obj_size, yy, xx, cx, cy)] = OBJECT_COLOURS[obj.colour]
+        frames[t] = frame
+    return frames
+
+
+def render_video(events: list[Event], cfg: GeneratorConfig) -> np.ndarray:
+    """Render all events of a video back to back, uint8 [T, H, W, 3]."""
+    return np.concatenate([render_event_frames(e, cfg) for e in events], axis=0)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    """Encode frames [T, H, W, 3] as H.264 mp4 with PyAV, atomically."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.mp4")
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        # High quality and deterministic single-threaded encoding: same seed, same bytes.
+        stream.options = {"crf": "12", "preset": "medium", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+
+
+def _options_with_answer(
+    rng: random.Random, correct: str, pool: list[str], letter: str
+) -> tuple[list[str], str]:
+    """Four option texts with ``correct`` placed at ``letter``; returns (options, solution)."""
+    distractors = rng.sample([p for p in pool if p != correct], 3)
+    index = LETTERS.index(letter)
+    texts = distractors[:index] + [correct] + distractors[index:]
+    options = [f"{LETTERS[i]}. {t}" for i, t in enumerate(texts)]
+    return options, f"<answer>{letter}</answer>"
+
+
+def _questions_for_video(
+    rng: random.Random, events: list[Event], letter_cycle: list[str]
+) -> list[dict]:
+    """One question of each kind about this video (events chosen at random)."""
+    questions = []
+    for kind in QUESTION_KINDS:
+        letter = letter_cycle.pop(0)
+        letter_cycle.append(letter)
+        if kind == "order":
+            target = rng.randrange(len(events) - 1)
+            event, after = events[target], events[target + 1]
+            problem = f"Which background comes right after {event.name}?"
+            pool = [f"{c} {p}" for c in BACKGROUND_COLOURS for p in BACKGROUND_PATTERNS]
+            pool = [p for p in pool if p != f"{event.background} {event.pattern}"]
+            correct = f"{after.background} {after.pattern}"
+            targets = [target, target + 1]
+        else:
+            target = rng.randrange(len(events))
+            event = events[target]
+            obj = rng.choice(event.objects)
+            targets = [target]
+            if kind == "attribute":
+                if rng.random() < 0.5:
+                    problem = f"What colour is the {obj.shape} in the event with {event.name}?"
+                    pool, correct = list(OBJECT_COLOURS), obj.colour
+                else:
+                    problem = (
+                        f"What shape is the {obj.colour} object in the event with {event.name}?"
+                    )
+                    pool, correct = list(SHAPES), obj.shape
+            elif kind == "count":
+                problem = f"How many objects are there in the event with {event.name}?"
+                pool, correct = list(COUNT_WORDS), COUNT_WORDS[len(event.objects) - 1]
+            else:
+                problem = (
+                    f"In which direction does the {obj.colour} {obj.shape} move "
+                    f"in the event with {event.name}?"
+                )
+                pool, correct = list(DIRECTIONS), obj.direction
+        options, solution = _options_with_answer(rng, correct, pool, letter)
+        questions.append(
+            {
+                "question_kind": kind,
+                "problem": problem,
+                "options": options,
+                "solution": solution,
+                "answer_text": correct,
+                "target_events": targets,
+            }
+        )
+    return questions
+
+
+def _assign_splits(num_videos: int, fractions: tuple[float, float, float]) -> list[str]:
+    """Split name per video index, in contiguous blocks (held-out videos, never shared)."""
+    n_train = round(num_videos * fractions[0])
+    n_val = max(1, round(num_videos * fractions[1])) if num_videos >= 3 else 0
+    n_test = num_videos - n_train - n_val
+    if n_test < 1 and num_videos >= 3:
+        n_train -= 1 - n_test
+        n_test = 1
+    return ["train"] * n_train + ["val"] * n_val + ["test"] * max(n_test, 0)
+
+
+def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None) -> dict:
+    """Write videos and train/val/test JSONL annotations under ``root``; returns a summary."""
+    cfg = cfg or GeneratorConfig()
+    if cfg.events_per_video < 2:
+        raise ValueError("events_per_video must be at least 2 (order questions need two events)")
+    root = Path(root)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(cfg.seed)
+    splits = _assign_splits(cfg.num_videos, cfg.split_fractions)
+    rows: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    # Rotating the answer letter across questions keeps letters balanced exactly.
+    letter_cycle = list(LETTERS)
+    for index, split in enumerate(splits):
+        video_id = f"video_{index:05d}"
+        events = _make_events(rng, cfg)
+        write_mp4(root / "videos" / f"{video_id}.mp4", render_video(events, cfg), cfg.fps)
+        event_rows = [
+            {"start": e.start, "end": e.end, "caption": e.caption, **_event_attributes(e)}
+            for e in events
+        ]
+        for q_index, question in enumerate(_questions_for_video(rng, events, letter_cycle)):
+            rows[split].append(
+                {
+                    "problem_id": f"{video_id}_q{q_index}",
+                    "problem": question["problem"],
+                    "data_type": "video",
+                    "problem_type": "multiple choice",
+                    "options": question["options"],
+                    "solution": question["solution"],
+                    "path": f"videos/{video_id}.mp4",
+                    "data_source": "marc-synthetic",
+                    "video_id": video_id,
+                    "question_kind": question["question_kind"],
+                    "answer_text": question["answer_text"],
+                    "target_events": question["target_events"],
+                    "events": event_rows,
+                    "num_frames": cfg.num_frames,
+                    "fps": cfg.fps,
+                }
+            )
+    for split, split_rows in rows.items():
+        _write_jsonl_atomic(root / f"{split}.jsonl", split_rows)
+    summary = {
+        "root": str(root),
+        "config": asdict(cfg),
+        "videos": len(splits),
+        "questions": {k: len(v) for k, v in rows.items()},
+    }
+    _write_jsonl_atomic(root / "generator.json", [summary])
+    return summary
+
+
+def _event_attributes(event: Event) -> dict:
+    return {
+        "background": event.background,
+        "pattern": event.pattern,
+        "objects": [
+            {"shape": o.shape, "colour": o.colour, "direction": o.direction} for o in event.objects
+        ],
+    }
+
+
+def _write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def is_generated(root: str | os.PathLike) -> bool:
+    """Whether ``root`` already holds a complete generated dataset."""
+    root = Path(root)
+    return (
+        all((root / f"{s}.jsonl").is_file() for s in ("train", "val", "test"))
+        and (root / "generator.json").is_file()
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: ``python -m marc.data.synthetic --root DIR``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = GeneratorConfig()
+    parser.add_argument("--root", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--num-videos", type=int, default=defaults.num_videos)
+    parser.add_argument("--num-frames", type=int, default=defaults.num_frames)
+    parser.add_argument("--frame-size", type=int, default=defaults.frame_size)
+    parser.add_argument("--fps", type=int, default=defaults.fps)
+    parser.add_argument("--events-per-video", type=int, default=defaults.events_per_video)
+    parser.add_argument("--min-event-frames", type=int, default=defaults.min_event_frames)
+    parser.add_argument("--max-objects", type=int, default=defaults.max_objects)
+    parser.add_argument(
+        "--distractor-similarity", type=float, default=defaults.distractor_similarity
+    )
+    args = parser.parse_args(argv)
+    cfg = GeneratorConfig(
+        num_videos=args.num_videos,
+        num_frames=args.num_frames,
+        frame_size=args.frame_size,
+        fps=args.fps,
+        events_per_video=args.events_per_video,
+        min_event_frames=args.min_event_frames,
+        max_objects=args.max_objects,
+        distractor_similarity=args.distractor_similarity,
+        seed=args.seed,
+    )
+    print(json.dumps(generate_dataset(args.root, cfg)))
+
+
+if __name__ == "__main__":
+    main()
