@@ -87,7 +87,7 @@ class TokenCompressor(nn.Module):
 
 
 def check_inputs(tokens: torch.Tensor, grid: Grid, budget: Budget) -> Grid:
-    """Raise a clear error for a bad grid, token layout, dtype or budget; return the grid as ints."""
+    """Raise a clear ValueError for bad grid, tokens or budget; return the grid as ints."""
     try:
         if len(grid) != 3:
             raise TypeError
@@ -111,3 +111,10 @@ def kept_fraction(grid_in: Grid, grid_out: Grid) -> float:
     t_in, h_in, w_in = grid_in
     t_out, h_out, w_out = grid_out
     return (t_out * h_out * w_out) / (t_in * h_in * w_in)
+
+
+def kept_groups(tokens: torch.Tensor, grid: Grid) -> CompressedVideo:
+    """Wrap whole groups ``[T', H*W, D]`` kept from a video with input ``grid``."""
+    _, h, w = grid
+    out_grid = (tokens.shape[0], h, w)
+    return CompressedVideo(tokens, out_grid, kept_fraction(grid, out_grid))

@@ -1,0 +1,18 @@
+"""Visual-token compressors: MARC's memory-aware merge and the baselines it is compared with."""
+
+from marc.compression.base import Budget, CompressedVideo, TokenCompressor
+from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
+from marc.compression.memory_aware import MemoryAwareMerge
+from marc.compression.tome import ToMe
+
+__all__ = [
+    "Budget",
+    "CompressedVideo",
+    "Identity",
+    "MemoryAwareMerge",
+    "RandomDrop",
+    "TemporalMeanPool",
+    "ToMe",
+    "TokenCompressor",
+    "UniformFrames",
+]
