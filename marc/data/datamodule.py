@@ -59,7 +59,8 @@ class VideoQADataModule(L.LightningDataModule):
         retriever: Any = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["retriever"])
+        # The generator options stay out of hparams: checkpoints hold plain values only.
+        self.save_hyperparameters(ignore=["retriever", "generator"])
         self.data_root = Path(data_root)
         self.files = {
             "train": Path(train_file) if train_file else self.data_root / "train.jsonl",

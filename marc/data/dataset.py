@@ -114,6 +114,7 @@ class VideoQADataset(Dataset):
             "options": annotation.options,
             "solution": annotation.solution,
             "answer": annotation.answer,
+            "process": annotation.extra.get("process"),
             "problem_type": annotation.problem_type,
             "question_kind": annotation.question_kind,
             "path": str(annotation.video_path),

@@ -1,0 +1,236 @@
+"""Qwen2.5-VL configurations (small test sizes and the exact 3B one) and the tiny tokenizer.
+
+The embedded default trains a small Qwen2.5-VL from scratch, so it needs a matching small
+config and a word-level tokenizer over the words of the synthetic dataset
+(:func:`marc.data.synthetic.vocabulary`). Word level means every word of a question, caption
+or completion is one token, and completions round-trip exactly through encode and decode.
+"""
+
+from __future__ import annotations
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig
+
+from marc.data.synthetic import LETTERS, vocabulary
+
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+VIDEO_PAD = "<|video_pad|>"
+IMAGE_PAD = "<|image_pad|>"
+# Control tokens: dropped by decode(skip_special_tokens=True).
+SPECIAL_TOKENS = (
+    PAD_TOKEN,
+    UNK_TOKEN,
+    IM_START,
+    IM_END,
+    VISION_START,
+    VISION_END,
+    VIDEO_PAD,
+    IMAGE_PAD,
+)
+# Reasoning tags: whole tokens that survive decoding, so rewards can parse them.
+TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+PUNCTUATION = ".,?:;()"
+EXTRA_WORDS = ("system", "user", "assistant", "\n", "think", "then", "first")
+DIGITS = tuple("0123456789")
+
+# Ids are fixed by the order above, so configs can name them without a tokenizer at hand.
+TINY_TOKEN_IDS = {token: index for index, token in enumerate(SPECIAL_TOKENS + TAG_TOKENS)}
+# Where Qwen2.5-VL keeps its control tokens: the tiny tokenizer built with these ids drives
+# a full-size Qwen2.5-VL config (random weights) without the real tokenizer files.
+QWEN2_5_VL_TOKEN_IDS = {
+    PAD_TOKEN: 151643,
+    IM_START: 151644,
+    IM_END: 151645,
+    VISION_START: 151652,
+    VISION_END: 151653,
+    IMAGE_PAD: 151655,
+    VIDEO_PAD: 151656,
+}
+
+
+def tiny_vocabulary() -> list[str]:
+    """Every token of the tiny tokenizer in id order: specials, tags, then words."""
+    tokens = list(SPECIAL_TOKENS + TAG_TOKENS)
+    # The normaliser lowercases text, so only the answer letters need an upper-case entry.
+    words = {w if w in LETTERS else w.lower() for w in vocabulary()}
+    words |= set(EXTRA_WORDS) | set(DIGITS) | set(LETTERS) | set(PUNCTUATION)
+    tokens += sorted(words - set(tokens))
+    return tokens
+
+
+def build_tiny_tokenizer(token_ids: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer of the embedded default; eos ``<|im_end|>``, pad ``<pad>``.
+
+    ``token_ids`` moves named tokens to other ids (e.g. :data:`QWEN2_5_VL_TOKEN_IDS`); the
+    other tokens keep consecutive ids from 0 in :func:`tiny_vocabulary` order.
+    """
+    token_ids = token_ids or {}
+    free = (
+        i for i in range(len(tiny_vocabulary()) + len(token_ids)) if i not in token_ids.values()
+    )
+    vocab = {token: token_ids.get(token, -1) for token in tiny_vocabulary()}
+    vocab = {token: index if index >= 0 else next(free) for token, index in vocab.items()}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    tokenizer.normalizer = normalizers.Lowercase()
+    # Same units as marc.data.synthetic.tokenize_words, plus newlines kept as tokens (the chat
+    # template uses them) and numbers split into digits.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[^\S\n]+"), behavior="removed"),
+            pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"),
+            pre_tokenizers.Split(Regex(f"[{PUNCTUATION}]".replace("(", r"\(")), "isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+    # WordPiece with an unused prefix and no cleanup simply joins tokens with spaces.
+    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tokenizer.add_special_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS]
+    )
+    tokenizer.add_tokens([AddedToken(token, normalized=False) for token in TAG_TOKENS])
+    # Answer letters keep their case (the normaliser lowercases everything else, and the
+    # article "a" is a different word); single_word stops them matching inside words.
+    tokenizer.add_tokens([AddedToken(x, single_word=True, normalized=False) for x in LETTERS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=IM_END,
+        pad_token=PAD_TOKEN,
+        unk_token=UNK_TOKEN,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """Split head_dim / 2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] of 64."""
+    half = head_dim // 2
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def tiny_qwen2_5_vl_config(
+    vocab_size: int,
+    *,
+    hidden_size: int = 128,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 256,
+    vision_depth: int = 2,
+    vision_hidden_size: int = 64,
+    vision_num_heads: int = 4,
+    vision_intermediate_size: int = 128,
+    max_position_embeddings: int = 4096,
+    tokens_per_second: int = 2,
+    initializer_range: float = 0.02,
+    video_token_id: int = TINY_TOKEN_IDS[VIDEO_PAD],
+    image_token_id: int = TINY_TOKEN_IDS[IMAGE_PAD],
+    vision_start_token_id: int = TINY_TOKEN_IDS[VISION_START],
+    vision_end_token_id: int = TINY_TOKEN_IDS[VISION_END],
+    eos_token_id: int = TINY_TOKEN_IDS[IM_END],
+    pad_token_id: int = TINY_TOKEN_IDS[PAD_TOKEN],
+    tie_word_embeddings: bool = True,
+) -> Qwen2_5_VLConfig:
+    """A small Qwen2.5-VL config (random init in seconds); its token ids fit the tiny tokenizer."""
+    head_dim = hidden_size // num_attention_heads
+    text_config = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_key_value_heads,
+        "max_position_embeddings": max_position_embeddings,
+        "rms_norm_eps": 1e-6,
+        "initializer_range": initializer_range,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": _mrope_section(head_dim),
+        },
+        "bos_token_id": None,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+    }
+    vision_config = {
+        "depth": vision_depth,
+        "hidden_size": vision_hidden_size,
+        "intermediate_size": vision_intermediate_size,
+        "num_heads": vision_num_heads,
+        "out_hidden_size": hidden_size,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "spatial_merge_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [vision_depth - 1],
+        "tokens_per_second": tokens_per_second,
+        "initializer_range": initializer_range,
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        video_token_id=video_token_id,
+        image_token_id=image_token_id,
+        vision_start_token_id=vision_start_token_id,
+        vision_end_token_id=vision_end_token_id,
+        tie_word_embeddings=tie_word_embeddings,
+    )
+
+
+def qwen2_5_vl_3b_config() -> Qwen2_5_VLConfig:
+    """The exact architecture of Qwen/Qwen2.5-VL-3B-Instruct (its config.json, written out)."""
+    text_config = {
+        "vocab_size": 151936,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "hidden_act": "silu",
+        "max_position_embeddings": 128000,
+        "max_window_layers": 70,
+        "rms_norm_eps": 1e-6,
+        "use_sliding_window": False,
+        "sliding_window": 32768,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": [16, 24, 24],
+        },
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "use_cache": True,
+    }
+    vision_config = {
+        "depth": 32,
+        "hidden_size": 1280,
+        "hidden_act": "silu",
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "in_channels": 3,
+        "out_hidden_size": 2048,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+        "tokens_per_second": 2,
+        "initializer_range": 0.02,
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
+        tie_word_embeddings=True,
+    )
