@@ -278,14 +278,15 @@ def _options_with_answer(
     return options, f"<answer>{letter}</answer>"
 
 
-def _questions_for_video(
-    rng: random.Random, events: list[Event], letter_cycle: list[str]
-) -> list[dict]:
-    """One question of each kind about this video (events chosen at random)."""
+def _questions_for_video(rng: random.Random, events: list[Event]) -> list[dict]:
+    """One question of each kind about this video (events chosen at random).
+
+    The four answers of a video use each letter once, in random order: letters are
+    balanced exactly and carry no information about the question kind.
+    """
     questions = []
-    for kind in QUESTION_KINDS:
-        letter = letter_cycle.pop(0)
-        letter_cycle.append(letter)
+    letters = rng.sample(LETTERS, len(LETTERS))
+    for kind, letter in zip(QUESTION_KINDS, letters):
         if kind == "order":
             target = rng.randrange(len(events) - 1)
             event, after = events[target], events[target + 1]
@@ -352,8 +353,6 @@ def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None
     rng = random.Random(cfg.seed)
     splits = _assign_splits(cfg.num_videos, cfg.split_fractions)
     rows: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    # Rotating the answer letter across questions keeps letters balanced exactly.
-    letter_cycle = list(LETTERS)
     for index, split in enumerate(splits):
         video_id = f"video_{index:05d}"
         events = _make_events(rng, cfg)
@@ -362,7 +361,7 @@ def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None
             {"start": e.start, "end": e.end, "caption": e.caption, **_event_attributes(e)}
             for e in events
         ]
-        for q_index, question in enumerate(_questions_for_video(rng, events, letter_cycle)):
+        for q_index, question in enumerate(_questions_for_video(rng, events)):
             rows[split].append(
                 {
                     "problem_id": f"{video_id}_q{q_index}",

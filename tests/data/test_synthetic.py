@@ -128,3 +128,11 @@ def test_command_line_writes_the_dataset(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 3
     assert read_video(tmp_path / "videos/video_00002.mp4").shape == (32, 3, 56, 56)
+
+
+def test_answer_letter_does_not_reveal_the_question_kind(tmp_path):
+    generate_dataset(tmp_path, GeneratorConfig(num_videos=40, seed=9))
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    for kind in QUESTION_KINDS:
+        letters = Counter(r["solution"][8] for r in rows if r["question_kind"] == kind)
+        assert len(letters) == 4 and max(letters.values()) < 0.5 * sum(letters.values()), letters
