@@ -1,0 +1,1 @@
+"""Reinforcement learning for C-GRPO: answer checking, rewards and the GRPO loss."""
