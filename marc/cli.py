@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from marc.data.datamodule import VideoQADataModule
+from marc.prerequisites import Prerequisites, ensure_prerequisites
 
 
 class MARCCLI(LightningCLI):
-    """LightningCLI whose model and data are chosen (and swapped) by ``class_path`` in YAML."""
+    """LightningCLI whose model and data are chosen (and swapped) by ``class_path`` in YAML.
+
+    Adds a ``prerequisites`` section: artifacts a stage needs (a trained retriever, a
+    teacher, a warm student) are built with their own configs before the stage's classes
+    are instantiated (see ``marc.prerequisites``).
+    """
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any):
         kwargs.setdefault("seed_everything_default", 0)
@@ -24,3 +30,31 @@ class MARCCLI(LightningCLI):
             args=args,
             **kwargs,
         )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--prerequisites",
+            type=Prerequisites | None,
+            default=None,
+            help="artifacts this stage needs and the configs that build them",
+        )
+
+    def instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand is not None:
+            ensure_prerequisites(_as_prerequisites(config.get("prerequisites")))
+        super().instantiate_classes()
+
+
+def _as_prerequisites(value: Any) -> Prerequisites | None:
+    """The parsed ``prerequisites`` section as a dataclass (jsonargparse gives a Namespace)."""
+    if value is None or isinstance(value, Prerequisites):
+        return value
+    from marc.prerequisites import Artifact
+
+    data = value.as_dict() if hasattr(value, "as_dict") else dict(value)
+    data["artifacts"] = [
+        a if isinstance(a, Artifact) else Artifact(**(a.as_dict() if hasattr(a, "as_dict") else a))
+        for a in data.get("artifacts") or []
+    ]
+    return Prerequisites(**data)

@@ -19,3 +19,14 @@ def tiny_dataset(tmp_path_factory, tiny_dataset_config):
     root = tmp_path_factory.mktemp("synthetic")
     generate_dataset(root, tiny_dataset_config)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and a shared CPU punishes them."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -35,8 +35,12 @@ class VideoQADataModule(L.LightningDataModule):
         on_bad_sample: ``raise`` on a missing or corrupt video or malformed row, or
             ``skip`` it; skips are counted in ``skipped_samples`` and logged.
         limit_train / limit_eval: use only the first N questions (quick runs, tests).
-        retriever: a ``VisualMemoryRetriever``; when set every sample also carries the
-            reconstructed ``retrieved_video``.
+        retriever_dir: a folder saved by retriever pretraining
+            (``VisualMemoryRetriever.save_pretrained``), loaded in ``setup``; then every
+            sample also carries the reconstructed ``retrieved_video``.
+        retriever_k: clips retrieved per question (None keeps the saved retriever's k).
+        retriever: an already built ``VisualMemoryRetriever`` (from Python), instead of
+            ``retriever_dir``.
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class VideoQADataModule(L.LightningDataModule):
         on_bad_sample: BadSamplePolicy = "raise",
         limit_train: int | None = None,
         limit_eval: int | None = None,
+        retriever_dir: str | None = None,
+        retriever_k: int | None = None,
         retriever: Any = None,
     ):
         super().__init__()
@@ -82,6 +88,22 @@ class VideoQADataModule(L.LightningDataModule):
             log.info("generating the embedded default dataset in %s", self.data_root)
             generate_dataset(self.data_root, self.generator)
 
+    def load_retriever(self) -> Any:
+        """The configured retriever, loaded from ``retriever_dir`` on first use."""
+        if self.retriever is None and self.hparams.retriever_dir:
+            from marc.retrieval.retriever import VisualMemoryRetriever
+
+            path = Path(self.hparams.retriever_dir)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"data.retriever_dir names a missing folder: {path} "
+                    "(build it with: python main.py fit --config configs/retriever.yaml)"
+                )
+            self.retriever = VisualMemoryRetriever.from_pretrained(path)
+        if self.retriever is not None and self.hparams.retriever_k is not None:
+            self.retriever.k = self.hparams.retriever_k
+        return self.retriever
+
     def dataset(self, split: str) -> VideoQADataset:
         """The dataset of one split (``train``, ``val`` or ``test``), built on first use."""
         if split not in self.datasets:
@@ -98,7 +120,7 @@ class VideoQADataModule(L.LightningDataModule):
                 frame_size=hp.frame_size,
                 cache_frames=hp.cache_frames,
                 on_bad_sample=hp.on_bad_sample,
-                retriever=self.retriever,
+                retriever=self.load_retriever(),
             )
         return self.datasets[split]
 

@@ -1,0 +1,339 @@
+"""CGRPODistillation: C-GRPO, the RL stage that distils the full-video teacher into the student.
+
+One training batch of B questions (DESIGN.md section 1, loss in ``marc.rl.grpo``):
+
+1. compress each question's video to the budget (no gradient) and sample G completions per
+   question from the policy (``marc.rl.rollout.sample_groups``);
+2. score them: ``R_i = r_acc + r_format + 1[correct_i] * alpha * max(0, eta - tau)`` with
+   ``eta = a_student / a_teacher``; a_teacher comes from the ``TeacherCallback``;
+3. normalise the rewards inside each group into advantages; compute the frozen reference
+   policy's log-probs once;
+4. make ``num_iterations`` optimisation passes on that rollout (manual optimisation): each
+   re-encodes the videos with gradients, scores the sampled ids under the current policy
+   and steps the optimizer (and the scheduler) on the clipped GRPO loss plus beta * KL.
+   The first pass's ratio is 1; later ones divide by the sampling-time ("old") log-probs.
+
+The reference policy is a frozen deep copy of the policy as it is after ``configure_model``
+(the loaded ``init_from``, before any checkpoint is restored into the policy). It is held in
+a plain list, not as a submodule, so it is in neither ``parameters()`` (hence not in the
+optimizer, nor wrapped by DDP) nor ``state_dict()`` (hence not in checkpoints); on resume
+``configure_model`` rebuilds it from ``init_from`` before Lightning restores the policy.
+With ``beta == 0`` it is never built. Every process works on its own batches only.
+
+Because the loop steps the optimizer itself, ``trainer.global_step`` counts updates
+(``num_iterations`` per batch) and ``Trainer(gradient_clip_val=...)`` must stay unset: use
+``max_grad_norm``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import zlib
+from collections import defaultdict
+
+import torch
+
+from marc.compression import MemoryAwareMerge, TokenCompressor
+from marc.models.vlm import VideoVLM
+from marc.modules.vlm_stage import VideoVLMStage
+from marc.rl.answers import is_correct
+from marc.rl.grpo import LossType, group_advantages, grpo_loss, zero_advantage_fraction
+from marc.rl.rewards import (
+    AccuracyReward,
+    CombinedReward,
+    FormatReward,
+    RetentionReward,
+    Reward,
+    RewardContext,
+    retention_ratio,
+)
+from marc.rl.rollout import Rollout, repeat_per_generation, sample_groups
+
+
+def default_rewards() -> list[Reward]:
+    """C-GRPO's reward: accuracy + format + retention (alpha 1, tau 0.6)."""
+    return [AccuracyReward(), FormatReward(), RetentionReward(alpha=1.0, tau=0.6)]
+
+
+class CGRPODistillation(VideoVLMStage):
+    """C-GRPO on a compressed-video student; see the module docstring.
+
+    Args:
+        rewards: reward functions summed with their weights (default: ``default_rewards()``).
+        num_generations: completions sampled per question (G).
+        num_iterations: optimisation passes per sampled batch (mu >= 1).
+        beta: weight of the k3 KL to the frozen reference (0: no reference at all).
+        epsilon_low / epsilon_high: clipping range of the probability ratio.
+        loss_type: ``"grpo"`` (per-sequence mean) or ``"dapo"`` (per-token mean).
+        scale_rewards: divide advantages by the group's reward std.
+        temperature / top_p: sampling settings of the rollouts.
+        max_grad_norm: clip the gradient norm of every update to this (None: no clipping).
+        compressor / budget_frames / budget_tokens / use_retrieval / init_from /
+            max_new_tokens (rollouts and evaluation) / ...: see ``VideoVLMStage``; the
+            compressor defaults to ``MemoryAwareMerge()``.
+    """
+
+    def __init__(
+        self,
+        rewards: list[Reward] | None = None,
+        num_generations: int = 8,
+        num_iterations: int = 1,
+        beta: float = 0.04,
+        epsilon_low: float = 0.2,
+        epsilon_high: float = 0.2,
+        loss_type: LossType = "grpo",
+        scale_rewards: bool = True,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        max_grad_norm: float | None = 1.0,
+        compressor: TokenCompressor | None = None,
+        **kwargs,
+    ):
+        if num_generations < 1:
+            raise ValueError(f"num_generations must be at least 1, got {num_generations}")
+        if num_iterations < 1:
+            raise ValueError(f"num_iterations must be at least 1, got {num_iterations}")
+        if loss_type not in ("grpo", "dapo"):
+            raise ValueError(f"loss_type must be 'grpo' or 'dapo', got {loss_type!r}")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+        super().__init__(
+            compressor=compressor if compressor is not None else MemoryAwareMerge(), **kwargs
+        )
+        self.save_hyperparameters(ignore=["rewards", "compressor", "optimizer", "lr_scheduler"])
+        self.automatic_optimization = False
+        self.reward_fn = CombinedReward(rewards if rewards is not None else default_rewards())
+        self.teacher_source = None  # set by TeacherCallback.setup
+        # A plain list, so nn.Module registers neither the reference nor its parameters.
+        self._reference: list[VideoVLM] = []
+        self.last_rollout: list[dict] = []  # read by SampleCompletionsCallback
+
+    # -------------------------------------------------------------------------- policies
+    def configure_model(self) -> None:
+        """Load the policy (``init_from``), then freeze a copy of it as the reference."""
+        super().configure_model()
+        fitting = self._trainer is None or self.trainer.state.fn == "fit"
+        if self.hparams.beta != 0 and not self._reference and fitting:
+            reference = copy.deepcopy(self.vlm).eval()
+            reference.requires_grad_(False)
+            self._reference.append(reference)
+
+    @property
+    def reference(self) -> VideoVLM | None:
+        """The frozen reference policy on the policy's device and dtype (None when beta = 0)."""
+        if not self._reference:
+            return None
+        reference = self._reference[0]
+        # Lightning moves and casts registered modules only; follow the policy by hand.
+        if reference.device != self.vlm.device or reference.dtype != self.vlm.dtype:
+            reference.to(device=self.vlm.device, dtype=self.vlm.dtype)
+        return reference
+
+    def on_fit_start(self) -> None:
+        needs_teacher = any(isinstance(r, RetentionReward) for r in self.reward_fn.rewards)
+        if needs_teacher and self.teacher_source is None:
+            raise RuntimeError(
+                "the retention reward needs a_teacher: add callbacks.teacher.TeacherCallback "
+                "to trainer.callbacks"
+            )
+
+    # ------------------------------------------------------------------------- training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if not batch.get("batch_size"):
+            # Every sample was skipped as bad input. Under DDP this rank still joins the
+            # other ranks' gradient all-reduces and steps, so all ranks stay identical.
+            if self.trainer.world_size > 1:
+                for _ in range(self.hparams.num_iterations):
+                    self._update(sum(p.sum() for p in self.trainable_parameters()) * 0.0)
+            return None
+        try:
+            return self._train_on(batch)
+        except FloatingPointError as error:
+            raise FloatingPointError(
+                f"C-GRPO step {self.global_step} (questions {batch['problem_id']}): {error}"
+            ) from error
+
+    def _train_on(self, batch: dict) -> torch.Tensor:
+        """Sample, score, then ``num_iterations`` updates on one batch; returns the mean loss."""
+        hp = self.hparams
+        frames = self.input_videos(batch)
+        prompts = repeat_per_generation(batch["prompt"], hp.num_generations)
+        with torch.no_grad():
+            videos = self.compress_videos(frames)
+        rollout = sample_groups(
+            self.vlm,
+            videos,
+            batch["prompt"],
+            num_generations=hp.num_generations,
+            max_new_tokens=hp.max_new_tokens,
+            temperature=hp.temperature,
+            top_p=hp.top_p,
+            seed=zlib.crc32(f"{hp.seed}:{self.global_rank}:{self.global_step}".encode()),
+            compute_old_logprobs=hp.num_iterations > 1,
+        )
+        a_teacher = self._teacher_accuracy(batch)
+        rewards, components = self._score(batch, rollout, a_teacher)
+        advantages = group_advantages(rewards, scale_std=hp.scale_rewards).flatten()
+        advantages = advantages.to(rollout.mask.device)  # rewards are computed on the CPU
+        ref_logprobs = self._reference_logprobs(frames, prompts, rollout)
+
+        stats = defaultdict(list)
+        for _ in range(hp.num_iterations):
+            # Re-encoded with gradients: the vision tower is part of the policy.
+            policy = self.vlm.completion_logprobs(
+                repeat_per_generation(self.compress_videos(frames), hp.num_generations),
+                prompts,
+                rollout.sequences,
+                add_eos=False,
+            )
+            out = grpo_loss(
+                policy.logprobs,
+                rollout.old_logprobs,
+                ref_logprobs,
+                advantages,
+                rollout.mask,
+                beta=hp.beta,
+                epsilon_low=hp.epsilon_low,
+                epsilon_high=hp.epsilon_high,
+                loss_type=hp.loss_type,
+            )
+            self._update(out.loss)
+            for name, value in out.metrics().items():
+                stats[name].append(value)
+
+        metrics = {f"train/{name}": torch.stack(values).mean() for name, values in stats.items()}
+        self._log_step(batch, rollout, videos, rewards, components, a_teacher, metrics)
+        self._keep_summary(batch, rollout, rewards, components, advantages, a_teacher)
+        return metrics["train/loss"]
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """One optimizer update: backward, clip, step, and the scheduler's step."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.max_grad_norm:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.hparams.max_grad_norm,
+                gradient_clip_algorithm="norm",
+            )
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def _teacher_accuracy(self, batch: dict) -> list[float] | None:
+        """a_teacher per question from the TeacherCallback (None without one)."""
+        if self.teacher_source is None:
+            return None
+        return [float(a) for a in self.teacher_source.accuracy(batch).tolist()]
+
+    def _score(
+        self, batch: dict, rollout: Rollout, a_teacher: list[float] | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Rewards ``[B, G]`` and each weighted component ``[B, G]``."""
+        totals, components = [], defaultdict(list)
+        for i in range(rollout.num_prompts):
+            context = RewardContext(
+                problem_type=batch["problem_type"][i],
+                a_teacher=None if a_teacher is None else a_teacher[i],
+                solution=batch["solution"][i],
+            )
+            texts = rollout.group_texts(i)
+            total, parts = self.reward_fn(texts, [batch["solution"][i]] * len(texts), context)
+            totals.append(total)
+            for name, values in parts.items():
+                components[name].append(values)
+        rewards = torch.stack(totals)
+        return rewards, {name: torch.stack(values) for name, values in components.items()}
+
+    @torch.no_grad()
+    def _reference_logprobs(
+        self, frames: list[torch.Tensor], prompts: list[str], rollout: Rollout
+    ) -> torch.Tensor | None:
+        """The frozen reference's log-probs of the sampled ids, on its own visual tokens."""
+        reference = self.reference
+        if reference is None:
+            return None
+        videos = [reference.compress(f, self.compressor, self.budget) for f in frames]
+        return reference.completion_logprobs(
+            repeat_per_generation(videos, self.hparams.num_generations),
+            prompts,
+            rollout.sequences,
+            add_eos=False,
+        ).logprobs
+
+    def _group_accuracy(self, batch: dict, rollout: Rollout) -> list[float]:
+        """a_student per question: share of its G completions that are correct."""
+        accuracy = []
+        for i in range(rollout.num_prompts):
+            texts = rollout.group_texts(i)
+            correct = [is_correct(t, batch["solution"][i], batch["problem_type"][i]) for t in texts]
+            accuracy.append(sum(correct) / len(correct))
+        return accuracy
+
+    # -------------------------------------------------------------------- observability
+    def _log_step(
+        self,
+        batch: dict,
+        rollout: Rollout,
+        videos: list,
+        rewards: torch.Tensor,
+        components: dict[str, torch.Tensor],
+        a_teacher: list[float] | None,
+        metrics: dict[str, torch.Tensor],
+    ) -> None:
+        size = batch["batch_size"]
+        values = dict(metrics)
+        values["train/reward"] = rewards.mean()
+        values["train/reward_std"] = rewards.std(dim=1, unbiased=False).mean()
+        for name, component in components.items():
+            values[f"train/reward_{name}"] = component.mean()
+        a_student = self._group_accuracy(batch, rollout)
+        values["train/a_student"] = sum(a_student) / size
+        if a_teacher is not None:
+            values["train/a_teacher"] = sum(a_teacher) / size
+            eta = [retention_ratio(s, t) for s, t in zip(a_student, a_teacher)]
+            values["train/eta"] = sum(eta) / size
+        values["train/zero_advantage_fraction"] = zero_advantage_fraction(rewards)
+        values["train/completion_length"] = rollout.lengths.float().mean()
+        values["train/visual_tokens"] = sum(v.num_tokens for v in videos) / size
+        values["train/kept_fraction"] = sum(v.kept_fraction for v in videos) / size
+        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
+        self.log("train/loss", values.pop("train/loss"), prog_bar=True, batch_size=size)
+        self.log_dict(values, batch_size=size)
+
+    def _keep_summary(
+        self,
+        batch: dict,
+        rollout: Rollout,
+        rewards: torch.Tensor,
+        components: dict[str, torch.Tensor],
+        advantages: torch.Tensor,
+        a_teacher: list[float] | None,
+    ) -> None:
+        """Store the last rollout, per question, for ``SampleCompletionsCallback``."""
+        group = rollout.num_generations
+        summary = []
+        for i in range(rollout.num_prompts):
+            completions = [
+                {
+                    "text": text,
+                    "reward": float(rewards[i, j]),
+                    "advantage": float(advantages[i * group + j]),
+                    "components": {name: float(c[i, j]) for name, c in components.items()},
+                }
+                for j, text in enumerate(rollout.group_texts(i))
+            ]
+            summary.append(
+                {
+                    "step": self.global_step,
+                    "problem_id": batch["problem_id"][i],
+                    "question": batch["prompt"][i],
+                    "solution": batch["solution"][i],
+                    "a_teacher": None if a_teacher is None else a_teacher[i],
+                    "completions": completions,
+                }
+            )
+        self.last_rollout = summary

@@ -1,0 +1,247 @@
+"""VideoVLMStage: what every VLM stage shares (model building, compression, evaluation, export).
+
+Subclasses (``CompressorWarmup``, ``CGRPODistillation``, ``VideoQAEvaluation``) add their
+training step. The VLM is built in ``__init__`` from an architecture name, or loaded from a
+saved folder (``init_from``) in ``configure_model`` so that instantiating a config never
+needs the file to exist yet (prerequisites are built first, see ``marc.prerequisites``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
+
+from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
+from marc.data.prompts import reference_completion
+from marc.eval.metrics import AccuracyByKind
+from marc.models.tiny import qwen2_5_vl_3b_config
+from marc.models.vlm import VideoVLM
+from marc.rl.answers import is_correct
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("tiny", "qwen2.5-vl-3b")
+
+
+def build_vlm(
+    architecture: str = "tiny",
+    init_from: str | None = None,
+    frame_size: int = 112,
+    model_overrides: dict | None = None,
+    torch_dtype: str | None = None,
+    seed: int = 0,
+) -> VideoVLM:
+    """A VideoVLM from a saved folder, or random-init from an architecture name."""
+    dtype = getattr(torch, torch_dtype) if torch_dtype else None
+    if init_from is not None:
+        path = Path(init_from)
+        if not path.exists():
+            raise FileNotFoundError(f"init_from names a missing model folder: {path}")
+        return VideoVLM.from_pretrained(path, torch_dtype=dtype)
+    if architecture == "tiny":
+        vlm = VideoVLM.tiny(seed=seed, frame_size=frame_size, **(model_overrides or {}))
+    elif architecture == "qwen2.5-vl-3b":
+        from marc.models.tiny import build_tiny_tokenizer
+
+        # Random weights with the real architecture (efficiency work); real weights come
+        # through init_from.
+        vlm = VideoVLM.from_config(qwen2_5_vl_3b_config(), build_tiny_tokenizer())
+    else:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    return vlm.to(dtype) if dtype is not None else vlm
+
+
+def sft_target(
+    sample_captions: list[str], target_events: list[int], process: str | None, answer: str
+) -> str:
+    """The supervised completion: the target events' captions as reasoning, then the answer.
+
+    A question about two events (order) names only their backgrounds, the part of each
+    caption before "with", which keeps completions short.
+    """
+    if target_events and sample_captions:
+        captions = [sample_captions[i] for i in target_events]
+        if len(captions) > 1:
+            captions = [c.split(" with ")[0] for c in captions]
+        reasoning = " and ".join(captions)
+    else:
+        reasoning = (process or "").replace("<think>", "").replace("</think>", "").strip()
+    return reference_completion(reasoning, answer)
+
+
+class VideoVLMStage(L.LightningModule):
+    """Shared base of the VLM stages; see the module docstring.
+
+    Args:
+        compressor: token compressor between the vision tower and the language model.
+        budget_frames / budget_tokens: the compression budget (exactly one set; frames
+            counts temporal groups, the paper's one-frame budget is ``budget_frames=1``).
+        use_retrieval: feed the retriever's reconstructed video (the batch's
+            ``retrieved_video``) instead of the full video.
+        architecture / init_from / frame_size / model_overrides / torch_dtype: how to build
+            the VLM (see ``build_vlm``).
+        max_new_tokens: generation length for evaluation.
+        export_dir: at the end of ``fit`` the model is saved there (atomically) in
+            ``save_pretrained`` format for later stages.
+        optimizer / lr_scheduler: injected from YAML.
+    """
+
+    def __init__(
+        self,
+        compressor: TokenCompressor | None = None,
+        budget_frames: int | None = 1,
+        budget_tokens: int | None = None,
+        use_retrieval: bool = False,
+        architecture: str = "tiny",
+        init_from: str | None = None,
+        frame_size: int = 112,
+        model_overrides: dict | None = None,
+        torch_dtype: str | None = None,
+        max_new_tokens: int = 48,
+        export_dir: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
+        self.compressor = compressor if compressor is not None else Identity()
+        if budget_tokens is not None:
+            self.budget = Budget(tokens=budget_tokens)
+        else:
+            self.budget = Budget(frames=budget_frames if budget_frames is not None else 1)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.vlm: VideoVLM | None = None
+        if init_from is None:
+            self.vlm = self._build_vlm()
+        self.metrics = torch.nn.ModuleDict({"val": AccuracyByKind(), "test": AccuracyByKind()})
+
+    def _build_vlm(self) -> VideoVLM:
+        hp = self.hparams
+        return build_vlm(
+            hp.architecture,
+            hp.init_from,
+            hp.frame_size,
+            hp.model_overrides,
+            hp.torch_dtype,
+            hp.seed,
+        )
+
+    def configure_model(self) -> None:
+        """Load ``init_from`` (once the prerequisites exist)."""
+        if self.vlm is None:
+            log.info("loading the VLM from %s", self.hparams.init_from)
+            # from_pretrained returns eval mode; Lightning sets train/eval per loop itself.
+            self.vlm = self._build_vlm().train()
+
+    # ----------------------------------------------------------------------------- inputs
+    def input_videos(self, batch: dict) -> list[torch.Tensor]:
+        """The frames this stage's model sees: reconstructed by the retriever or full."""
+        if self.hparams.use_retrieval:
+            if "retrieved_video" not in batch:
+                raise ValueError(
+                    "use_retrieval is on but the batch has no 'retrieved_video': configure "
+                    "data.retriever (see configs/retriever.yaml)"
+                )
+            return batch["retrieved_video"]
+        return batch["video"]
+
+    def compress_videos(self, frames: list[torch.Tensor]) -> list[CompressedVideo]:
+        """Encode and compress each video to the stage's budget."""
+        return [self.vlm.compress(f, self.compressor, self.budget) for f in frames]
+
+    def sft_targets(self, batch: dict) -> list[str]:
+        """Reference completions of a batch (think = target captions, answer = solution)."""
+        processes = batch.get("process") or [None] * batch["batch_size"]
+        return [
+            sft_target(c, t, p, a)
+            for c, t, p, a in zip(
+                batch["captions"], batch["target_events"], processes, batch["answer"]
+            )
+        ]
+
+    # ------------------------------------------------------------------------- evaluation
+    def evaluate_batch(self, batch: dict, split: str) -> None:
+        """Greedy answers for a batch; updates accuracy per question kind and token counts."""
+        if not batch.get("batch_size"):
+            return
+        videos = self.compress_videos(self.input_videos(batch))
+        output = self.vlm.generate(
+            videos, batch["prompt"], max_new_tokens=self.hparams.max_new_tokens, do_sample=False
+        )
+        correct = [
+            is_correct(text, solution, problem_type)
+            for text, solution, problem_type in zip(
+                output.texts, batch["solution"], batch["problem_type"]
+            )
+        ]
+        self.metrics[split].update(correct, batch["question_kind"])
+        size = len(videos)
+        self.log(
+            f"{split}/visual_tokens", sum(v.num_tokens for v in videos) / size, batch_size=size
+        )
+        self.log(
+            f"{split}/kept_fraction", sum(v.kept_fraction for v in videos) / size, batch_size=size
+        )
+
+    def _log_accuracy(self, split: str) -> None:
+        for name, value in self.metrics[split].compute().items():
+            self.log(f"{split}/acc" if name == "all" else f"{split}/acc_{name}", value)
+        self.metrics[split].reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.evaluate_batch(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracy("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.evaluate_batch(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy("test")
+
+    # --------------------------------------------------------------------- optimisation
+    def trainable_parameters(self):
+        """Parameters the optimizer updates (subclasses may exclude frozen parts)."""
+        return [p for p in self.vlm.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # --------------------------------------------------------------------------- export
+    def on_fit_end(self) -> None:
+        if self.hparams.export_dir:
+            self.export(self.hparams.export_dir)
+
+    @rank_zero_only
+    def export(self, directory: str) -> None:
+        """Save the VLM in ``save_pretrained`` format, atomically (temp folder, then rename)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.vlm.save_pretrained(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        log.info("exported the model to %s", target)

@@ -1,0 +1,195 @@
+"""TeacherCallback: frozen teacher outside the student, cached a_teacher, aligned logits."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from callbacks.teacher import TeacherCallback, check_same_vocabulary, teacher_fingerprint
+from marc.compression import Budget, Identity, MemoryAwareMerge
+from marc.data.collate import collate_video_qa
+from marc.data.datamodule import VideoQADataModule
+from marc.data.synthetic import GeneratorConfig, generate_dataset
+from marc.models.vlm import VideoVLM
+
+COMPLETIONS = ["<think> a red circle </think> <answer> B </answer>", "<answer> A </answer>"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny matmuls on a shared 2-core CPU run many times slower with two threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher") / "model"
+    VideoVLM.tiny(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate_dataset(root, GeneratorConfig(num_videos=4, num_frames=16, frame_size=56))
+    return root
+
+
+def datamodule(data_root) -> VideoQADataModule:
+    # Two questions in one batch: every epoch sees the same two problem ids.
+    return VideoQADataModule(
+        data_root=str(data_root), max_frames=16, frame_size=56, batch_size=2, limit_train=2
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(data_root) -> dict:
+    dm = datamodule(data_root)
+    dataset = dm.dataset("train")
+    return collate_video_qa([dataset[0], dataset[1]])
+
+
+def stub_module(student=None):
+    return SimpleNamespace(device=torch.device("cpu"), vlm=student, teacher_source=None)
+
+
+def teacher_callback(teacher_dir, cache_dir, **kwargs) -> TeacherCallback:
+    return TeacherCallback(
+        str(teacher_dir),
+        num_samples=2,
+        max_new_tokens=6,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        **kwargs,
+    )
+
+
+class TeacherProbe(L.LightningModule):
+    """Asks the teacher for a_teacher on every batch; trains one dummy weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.teacher_source = None
+
+    def training_step(self, batch, batch_idx):
+        a_teacher = self.teacher_source.accuracy(batch)
+        assert a_teacher.shape == (batch["batch_size"],)
+        return (self.weight - 1).pow(2).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class CacheCounts(L.Callback):
+    """Records the teacher's (hits, misses) at the end of every epoch."""
+
+    def __init__(self, teacher: TeacherCallback):
+        self.teacher = teacher
+        self.per_epoch: list[tuple[int, int]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.per_epoch.append((self.teacher.hits, self.teacher.misses))
+
+
+def test_cache_is_hit_on_the_second_epoch_and_in_a_new_run(teacher_dir, data_root, batch, tmp_path):
+    teacher = teacher_callback(teacher_dir, tmp_path / "cache")
+    counts = CacheCounts(teacher)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[teacher, counts],
+    )
+    trainer.fit(TeacherProbe(), datamodule(data_root))
+    assert counts.per_epoch == [(0, 2), (2, 2)]  # misses in epoch 1, hits in epoch 2
+    assert trainer.callback_metrics["teacher/cache_hits"] == 2
+    files = list((tmp_path / "cache").glob("*/rank0.json"))
+    assert len(files) == 1
+    entries = json.loads(files[0].read_text())["entries"]
+    assert sorted(entries) == sorted(batch["problem_id"])
+
+    fresh = teacher_callback(teacher_dir, tmp_path / "cache")
+    fresh.attach(stub_module())
+    values = fresh.accuracy(batch)
+    assert (fresh.hits, fresh.misses) == (2, 0)
+    expected = [entries[problem_id]["a_teacher"] for problem_id in batch["problem_id"]]
+    assert values.tolist() == expected
+
+
+def test_rank_files_are_merged_on_load(teacher_dir, batch, tmp_path):
+    other_rank = teacher_callback(teacher_dir, tmp_path)
+    other_rank.attach(stub_module(), rank=1)
+    first = other_rank.accuracy(batch)
+    assert (other_rank.hits, other_rank.misses) == (0, 2)
+    assert (tmp_path / other_rank.fingerprint / "rank1.json").is_file()
+
+    rank0 = teacher_callback(teacher_dir, tmp_path)
+    rank0.attach(stub_module(), rank=0)
+    assert torch.equal(rank0.accuracy(batch), first)
+    assert (rank0.hits, rank0.misses) == (2, 0)
+    assert not (tmp_path / rank0.fingerprint / "rank0.json").exists()  # nothing new to write
+
+
+def test_changed_question_or_settings_is_a_miss(teacher_dir, batch, tmp_path):
+    teacher = teacher_callback(teacher_dir, tmp_path)
+    teacher.attach(stub_module())
+    teacher.accuracy(batch)
+    changed = dict(batch, prompt=[p + " Options: A. red" for p in batch["prompt"]])
+    teacher.accuracy(changed)
+    assert (teacher.hits, teacher.misses) == (0, 4)
+    other = teacher_callback(teacher_dir, tmp_path, seed=1)
+    assert teacher_fingerprint(teacher_dir, other.settings()) != teacher.fingerprint
+
+
+def test_teacher_is_frozen_and_held_by_the_callback(teacher_dir, tmp_path):
+    teacher = teacher_callback(teacher_dir, None)
+    module = TeacherProbe()
+    teacher.attach(module)
+    assert module.teacher_source is teacher
+    assert not teacher.teacher.training
+    assert not any(p.requires_grad for p in teacher.teacher.parameters())
+    student_ids = {id(p) for p in module.parameters()}
+    assert not any(id(p) in student_ids for p in teacher.teacher.parameters())
+    assert "teacher" not in "".join(module.state_dict())
+
+
+def test_completion_logits_align_with_the_student(teacher_dir, batch):
+    student = VideoVLM.from_pretrained(teacher_dir)
+    teacher = TeacherCallback(str(teacher_dir), cache_dir=None)
+    teacher.attach(stub_module(student))
+    logits = teacher.completion_logits(batch, COMPLETIONS)
+
+    full = [student.compress(v, Identity(), Budget(frames=1)) for v in batch["video"]]
+    same = student.completion_logprobs(full, batch["prompt"], COMPLETIONS, return_logits=True)
+    assert logits.shape == same.logits.shape == (2, same.mask.shape[1], student.vocab_size)
+    torch.testing.assert_close(logits, same.logits)
+
+    small = [student.compress(v, MemoryAwareMerge(), Budget(frames=1)) for v in batch["video"]]
+    compressed = student.completion_logprobs(
+        small, batch["prompt"], COMPLETIONS, return_logits=True
+    )
+    assert compressed.logits.shape == logits.shape
+
+
+def test_different_vocabularies_are_refused(teacher_dir):
+    teacher = VideoVLM.from_pretrained(teacher_dir)
+    student = SimpleNamespace(vocab_size=teacher.vocab_size + 1, tokenizer=teacher.tokenizer)
+    with pytest.raises(ValueError, match="share a tokenizer"):
+        check_same_vocabulary(teacher, student)
+
+
+def test_missing_teacher_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="configs/teacher.yaml"):
+        TeacherCallback(str(tmp_path / "missing")).attach(stub_module())
