@@ -1,0 +1,179 @@
+"""RetrieverPretraining: the contrastive dual encoder of the Visual Memory Retriever.
+
+Each batch holds questions about videos with known event spans. Every event of every video
+in the batch becomes a clip; the loss is symmetric InfoNCE with a learnable temperature
+over clip/caption pairs and question/clip pairs. The candidates of a question are all
+clips of the batch: in-batch negatives, and the other events of its own video as hard
+negatives. Validation ranks the clips of each question's own (held-out) video and logs
+recall@1, recall@5 and MRR with torchmetrics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
+
+from marc.retrieval.encoders import ClipEncoder, QueryEncoder
+
+
+def batch_clips(
+    batch: dict,
+) -> tuple[list[torch.Tensor], list[str], list[list[int]], dict[str, int]]:
+    """Unique event clips of a batch, their captions, each question's positive clips, and
+    the index of each video's first clip."""
+    clips, captions, positives = [], [], []
+    first_clip: dict[str, int] = {}
+    for video, video_id, spans, texts, targets in zip(
+        batch["video"],
+        batch["video_id"],
+        batch["event_spans"],
+        batch["captions"],
+        batch["target_events"],
+    ):
+        if video_id not in first_clip:
+            first_clip[video_id] = len(clips)
+            for (start, end), caption in zip(spans, texts):
+                # An event that fell between sampled frames keeps one frame at its place.
+                end = max(end, start + 1)
+                clips.append(video[min(start, len(video) - 1) : end])
+                captions.append(caption)
+        positives.append([first_clip[video_id] + t for t in targets])
+    return clips, captions, positives, first_clip
+
+
+def multi_positive_infonce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``-log(sum_pos exp / sum_all exp)``; rows without positives skipped."""
+    has_positive = positive.any(dim=1)
+    log_norm = torch.logsumexp(logits, dim=1)
+    log_pos = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)
+    return (log_norm - log_pos)[has_positive].mean()
+
+
+class RetrieverPretraining(L.LightningModule):
+    """Contrastive pretraining of the clip and query encoders; see the module docstring.
+
+    Args:
+        clip_encoder / query_encoder: the dual encoder (injected from YAML).
+        temperature: initial softmax temperature (learnable unless ``learn_temperature``
+            is false).
+        caption_weight / question_weight: weights of the two InfoNCE terms.
+        optimizer / lr_scheduler: injected from YAML.
+    """
+
+    def __init__(
+        self,
+        clip_encoder: ClipEncoder | None = None,
+        query_encoder: QueryEncoder | None = None,
+        temperature: float = 0.07,
+        learn_temperature: bool = True,
+        caption_weight: float = 1.0,
+        question_weight: float = 1.0,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["clip_encoder", "query_encoder", "optimizer", "lr_scheduler"]
+        )
+        self.clip_encoder = clip_encoder if clip_encoder is not None else ClipEncoder()
+        self.query_encoder = query_encoder if query_encoder is not None else QueryEncoder()
+        if self.clip_encoder.embed_dim != self.query_encoder.embed_dim:
+            raise ValueError(
+                f"clip_encoder embed_dim {self.clip_encoder.embed_dim} differs from "
+                f"query_encoder embed_dim {self.query_encoder.embed_dim}"
+            )
+        self.log_scale = torch.nn.Parameter(
+            torch.tensor(math.log(1 / temperature)), requires_grad=learn_temperature
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.val_metrics = torch.nn.ModuleDict(
+            {
+                # recall@k in the question-answering sense: a correct event in the top k
+                # (an order question has two correct events; finding either counts).
+                "recall_at_1": RetrievalHitRate(top_k=1),
+                "recall_at_5": RetrievalHitRate(top_k=5),
+                "mrr": RetrievalMRR(),
+            }
+        )
+
+    def scale(self) -> torch.Tensor:
+        """Inverse temperature, clamped as in CLIP so training cannot blow up."""
+        return self.log_scale.clamp(max=math.log(100)).exp()
+
+    def contrastive_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Both InfoNCE terms of a batch and their weighted sum."""
+        clips, captions, positives, _ = batch_clips(batch)
+        clip_emb = self.clip_encoder(clips)
+        caption_emb = self.query_encoder(captions)
+        question_emb = self.query_encoder(batch["problem"])
+        scale = self.scale()
+        same = torch.eye(len(clips), dtype=torch.bool, device=clip_emb.device)
+        # Identical captions (two events alike) are positives of each other, not negatives.
+        same = same | torch.tensor(
+            [[a == b for b in captions] for a in captions], device=clip_emb.device
+        )
+        caption_logits = scale * clip_emb @ caption_emb.T
+        caption_loss = 0.5 * (
+            multi_positive_infonce(caption_logits, same)
+            + multi_positive_infonce(caption_logits.T, same.T)
+        )
+        target = torch.zeros(len(positives), len(clips), dtype=torch.bool, device=clip_emb.device)
+        for row, clip_ids in enumerate(positives):
+            target[row, clip_ids] = True
+        question_logits = scale * question_emb @ clip_emb.T
+        question_loss = 0.5 * (
+            multi_positive_infonce(question_logits, target)
+            + multi_positive_infonce(question_logits.T, target.T)
+        )
+        hp = self.hparams
+        loss = hp.caption_weight * caption_loss + hp.question_weight * question_loss
+        return {"loss": loss, "caption_loss": caption_loss, "question_loss": question_loss}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if not batch.get("batch_size"):
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        losses = self.contrastive_loss(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"non-finite retriever loss at step {self.global_step} ({batch['problem_id']})"
+            )
+        size = batch["batch_size"]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=size)
+        self.log("train/temperature", 1 / self.scale(), batch_size=size)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Rank the events of each question's own video; update recall@k and MRR."""
+        if not batch.get("batch_size"):
+            return
+        clips, _, _, first_clip = batch_clips(batch)
+        clip_emb = self.clip_encoder(clips)
+        question_emb = self.query_encoder(batch["problem"])
+        offset = batch_idx * 10_000  # question indexes unique across batches
+        for row, (video_id, spans, targets) in enumerate(
+            zip(batch["video_id"], batch["event_spans"], batch["target_events"])
+        ):
+            own = [first_clip[video_id] + i for i in range(len(spans))]
+            scores = question_emb[row] @ clip_emb[own].T
+            relevant = torch.zeros(len(own), dtype=torch.bool, device=scores.device)
+            relevant[targets] = True
+            indexes = torch.full((len(own),), offset + row, device=scores.device)
+            for metric in self.val_metrics.values():
+                metric.update(scores, relevant, indexes=indexes)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in self.val_metrics.items():
+            self.log(f"val/{name}", metric.compute())
+            metric.reset()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

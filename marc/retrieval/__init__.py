@@ -1,0 +1,1 @@
+"""Visual Memory Retriever: event segmentation, clip / query encoders, clip memory, retrieval."""

@@ -1,0 +1,215 @@
+"""The dual encoder of the Visual Memory Retriever: clips and questions into one space.
+
+Both encoders end in a linear projection to ``embed_dim`` and L2-normalise, so the dot
+product of a clip and a query embedding is their cosine similarity.
+"""
+
+from __future__ import annotations
+
+import os
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+from marc.retrieval.tokenizer import build_word_tokenizer
+
+Clips = torch.Tensor | list[torch.Tensor]
+
+
+def subsample_frames(clip: torch.Tensor, max_frames: int | None) -> torch.Tensor:
+    """At most ``max_frames`` frames of a ``[T, C, H, W]`` clip, spread uniformly in time."""
+    total = clip.shape[0]
+    if max_frames is None or total <= max_frames:
+        return clip
+    # Centres of ``max_frames`` equal parts, so a clip is represented by its middle too.
+    index = ((torch.arange(max_frames) + 0.5) * total / max_frames).long()
+    return clip[index]
+
+
+class ClipEncoder(nn.Module):
+    """A timm image backbone applied per frame, mean-pooled over time, projected, L2-normalised.
+
+    ``init_config`` holds the constructor arguments, so the encoder can be rebuilt to load a
+    saved state dict.
+
+    Args:
+        backbone: any timm model name; the default is a small ResNet fast on a CPU.
+        embed_dim: size of the shared embedding space.
+        max_frames_per_clip: frames encoded per clip (uniformly subsampled); None for all.
+        image_size: frames are resized to this square size first; None keeps their size.
+        pretrained: load timm's pretrained weights (downloads unless cached).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "test_resnet",
+        embed_dim: int = 128,
+        max_frames_per_clip: int | None = 4,
+        image_size: int | None = 112,
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        if max_frames_per_clip is not None and max_frames_per_clip < 1:
+            raise ValueError(f"max_frames_per_clip must be at least 1, got {max_frames_per_clip}")
+        self.init_config = {
+            "backbone": backbone,
+            "embed_dim": embed_dim,
+            "max_frames_per_clip": max_frames_per_clip,
+            "image_size": image_size,
+            "pretrained": pretrained,
+        }
+        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
+        self.max_frames_per_clip = max_frames_per_clip
+        self.image_size = image_size
+        cfg = self.backbone.pretrained_cfg or {}
+        mean = torch.tensor(cfg.get("mean", IMAGENET_DEFAULT_MEAN)).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.get("std", IMAGENET_DEFAULT_STD)).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.projection = nn.Linear(self.backbone.num_features, embed_dim)
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the output embeddings."""
+        return self.projection.out_features
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (or [0, 1] float) frames ``[N, C, H, W]`` to normalised model input."""
+        device = self.mean.device
+        x = frames.to(device)
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size,) * 2:
+            size = (self.image_size, self.image_size)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean) / self.std
+
+    def forward(self, clips: Clips) -> torch.Tensor:
+        """Embed clips (one ``[T, C, H, W]``, a batch ``[B, T, C, H, W]`` or a list): ``[N, D]``."""
+        if isinstance(clips, torch.Tensor):
+            if clips.ndim == 4:
+                clips = [clips]
+            elif clips.ndim == 5:
+                clips = list(clips)
+            else:
+                raise ValueError(
+                    f"clips must be [T, C, H, W] or [B, T, C, H, W], got {tuple(clips.shape)}"
+                )
+        if len(clips) == 0:
+            raise ValueError("no clips to encode")
+        sampled = []
+        for i, clip in enumerate(clips):
+            if clip.ndim != 4 or clip.shape[0] == 0:
+                raise ValueError(
+                    f"clip {i} must be a non-empty [T, C, H, W] tensor, got {tuple(clip.shape)}"
+                )
+            sampled.append(subsample_frames(clip, self.max_frames_per_clip))
+        lengths = [len(s) for s in sampled]
+        if len({tuple(s.shape[1:]) for s in sampled}) > 1 and self.image_size is None:
+            raise ValueError("clips of different frame sizes need image_size set")
+        frames = torch.cat([self.preprocess(s) for s in sampled])
+        features = self.backbone(frames)
+        owner = torch.repeat_interleave(
+            torch.arange(len(sampled), device=features.device),
+            torch.tensor(lengths, device=features.device),
+        )
+        pooled = torch.zeros(len(sampled), features.shape[1], device=features.device)
+        pooled = pooled.index_add(0, owner, features.float())
+        pooled = pooled / torch.tensor(lengths, device=features.device).unsqueeze(1)
+        return F.normalize(self.projection(pooled), dim=-1)
+
+    def encode_clips(self, clips: list[torch.Tensor]) -> torch.Tensor:
+        """Embed a list of uint8 clips ``[T, C, H, W]`` into unit vectors ``[N, D]``."""
+        return self(clips)
+
+
+class QueryEncoder(nn.Module):
+    """A text transformer, mean-pooled over tokens, projected and L2-normalised.
+
+    By default a small BERT built from a config with the word-level tokenizer of the
+    embedded default; with ``pretrained`` a local transformers model directory (a text
+    model, or a dual-encoder such as CLIP / SigLIP whose text tower is used) and its
+    tokenizer. ``init_config`` holds the constructor arguments.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        intermediate_size: int = 256,
+        max_length: int = 64,
+        pretrained: str | None = None,
+    ):
+        super().__init__()
+        self.init_config = {
+            "embed_dim": embed_dim,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "num_heads": num_heads,
+            "intermediate_size": intermediate_size,
+            "max_length": max_length,
+            "pretrained": pretrained,
+        }
+        self.max_length = max_length
+        if pretrained is not None:
+            self.tokenizer = AutoTokenizer.from_pretrained(pretrained)
+            model = AutoModel.from_pretrained(pretrained)
+            # Dual encoders (CLIP, SigLIP) load both towers; only the text tower is kept.
+            self.text_model = getattr(model, "text_model", model)
+            hidden = getattr(model.config, "text_config", model.config).hidden_size
+        else:
+            self.tokenizer = build_word_tokenizer(model_max_length=max_length)
+            config = BertConfig(
+                vocab_size=len(self.tokenizer),
+                hidden_size=hidden_size,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                intermediate_size=intermediate_size,
+                max_position_embeddings=max_length,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            self.text_model = BertModel(config, add_pooling_layer=False)
+            hidden = hidden_size
+        self.projection = nn.Linear(hidden, embed_dim)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, embed_dim: int = 128, max_length: int = 64
+    ) -> QueryEncoder:
+        """A query encoder over a local transformers text model (or dual encoder) and tokenizer."""
+        return cls(embed_dim=embed_dim, max_length=max_length, pretrained=str(path))
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the output embeddings."""
+        return self.projection.out_features
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Padded, truncated token ids and attention mask on the encoder's device."""
+        max_length = min(self.max_length, self.tokenizer.model_max_length)
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        device = self.projection.weight.device
+        return {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Embed texts into unit vectors ``[N, D]``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            raise ValueError("no texts to encode")
+        batch = self.tokenize(texts)
+        hidden = self.text_model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return F.normalize(self.projection(pooled.float()), dim=-1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embed a list of strings into unit vectors ``[N, D]``."""
+        return self(texts)

@@ -1,0 +1,150 @@
+"""VisualMemoryRetriever: segment a video, embed and index its clips, fetch the clips a
+question needs and put them back together in time order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
+from marc.retrieval.memory import VideoMemory
+from marc.retrieval.segment import Segmenter, Span
+
+# Clips embedded per encoder call while indexing, so a long video never needs one huge batch.
+_INDEX_BATCH_CLIPS = 32
+
+
+@dataclass
+class RetrievalResult:
+    """The reconstructed video and the chosen clips, all in time order."""
+
+    frames: torch.Tensor  # uint8 [T', C, H, W]
+    spans: list[Span]
+    scores: list[float]
+    clip_indices: list[int]
+
+
+def reconstruct_video(
+    frames: torch.Tensor, spans: list[Span], max_clip_frames: int | None = None
+) -> torch.Tensor:
+    """Concatenate the frames of ``spans`` in time order, each capped to ``max_clip_frames``."""
+    if not spans:
+        raise ValueError("cannot reconstruct a video from no spans")
+    pieces = [subsample_frames(frames[s:e], max_clip_frames) for s, e in sorted(spans)]
+    return torch.cat(pieces)
+
+
+@contextmanager
+def _inference(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad for the duration, restoring each module's training flag after."""
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+class VisualMemoryRetriever:
+    """Segment → embed → index → query → reconstruct, with one memory shared by all videos.
+
+    Args:
+        segmenter: cuts a video into event clips.
+        clip_encoder: embeds clips; query_encoder: embeds questions into the same space.
+        memory: where clip embeddings live; a new hnsw cosine memory when None.
+        k: clips retrieved per question (the paper uses 3).
+        max_clip_frames: frames kept per retrieved clip in the reconstruction (uniformly
+            subsampled); None keeps whole clips.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        clip_encoder: ClipEncoder,
+        query_encoder: QueryEncoder,
+        memory: VideoMemory | None = None,
+        k: int = 3,
+        max_clip_frames: int | None = None,
+    ):
+        if clip_encoder.embed_dim != query_encoder.embed_dim:
+            raise ValueError(
+                f"clip encoder embed_dim {clip_encoder.embed_dim} differs from query encoder "
+                f"embed_dim {query_encoder.embed_dim}"
+            )
+        memory = memory if memory is not None else VideoMemory(clip_encoder.embed_dim)
+        if memory.dim != clip_encoder.embed_dim:
+            raise ValueError(
+                f"memory dim {memory.dim} differs from embed_dim {clip_encoder.embed_dim}"
+            )
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.segmenter = segmenter
+        self.clip_encoder = clip_encoder
+        self.query_encoder = query_encoder
+        self.memory = memory
+        self.k = k
+        self.max_clip_frames = max_clip_frames
+
+    def index_video(self, video_id: str, frames: torch.Tensor) -> list[int]:
+        """Segment and embed a video's clips into the memory once; returns their memory ids."""
+        if self.memory.has_video(video_id):
+            ids = self.memory.ids_of_video(video_id)
+            indexed = self.memory.metadata_of(ids[0]).get("num_frames", len(frames))
+            if indexed != len(frames):
+                raise ValueError(
+                    f"video {video_id!r} was indexed with {indexed} frames "
+                    f"but has {len(frames)} now"
+                )
+            return ids
+        spans = self.segmenter.segment(frames)
+        embeddings = []
+        with _inference(self.clip_encoder):
+            for start in range(0, len(spans), _INDEX_BATCH_CLIPS):
+                batch = spans[start : start + _INDEX_BATCH_CLIPS]
+                embeddings.append(self.clip_encoder.encode_clips([frames[s:e] for s, e in batch]))
+        metadata = [
+            {"video_id": video_id, "clip_index": i, "span": [s, e], "num_frames": len(frames)}
+            for i, (s, e) in enumerate(spans)
+        ]
+        return self.memory.add(torch.cat(embeddings), metadata)
+
+    def retrieve(
+        self, video_id: str, frames: torch.Tensor, question: str, k: int | None = None
+    ) -> RetrievalResult:
+        """The top-k clips of this video for the question, reconstructed in time order."""
+        k = self.k if k is None else k
+        self.index_video(video_id, frames)
+        with _inference(self.query_encoder):
+            query = self.query_encoder.encode_texts([question])
+        results = self.memory.search(query, k, video_id=video_id)[0]
+        chosen = sorted(results, key=lambda r: r.metadata["span"][0])
+        spans = [(r.metadata["span"][0], r.metadata["span"][1]) for r in chosen]
+        return RetrievalResult(
+            frames=reconstruct_video(frames, spans, self.max_clip_frames),
+            spans=spans,
+            scores=[r.score for r in chosen],
+            clip_indices=[r.metadata["clip_index"] for r in chosen],
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Save encoders, segmenter, k and memory to ``directory`` (atomically)."""
+        from marc.retrieval.pretrained import save_retriever
+
+        save_retriever(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, k: int | None = None
+    ) -> VisualMemoryRetriever:
+        """Load a retriever saved by :meth:`save_pretrained` (optionally with another k)."""
+        from marc.retrieval.pretrained import load_retriever
+
+        return load_retriever(directory, k=k)
