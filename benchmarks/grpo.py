@@ -81,7 +81,10 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quick", action="store_true", help="batch 16, length 64, 5 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.batch, args.length, args.repeats = 16, 64, 5
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 

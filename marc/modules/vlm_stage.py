@@ -185,12 +185,18 @@ class VideoVLMStage(L.LightningModule):
         ]
         self.metrics[split].update(correct, batch["question_kind"])
         size = len(videos)
+        kept = [v.num_tokens / self.full_video_tokens(f) for v, f in zip(videos, batch["video"])]
         self.log(
             f"{split}/visual_tokens", sum(v.num_tokens for v in videos) / size, batch_size=size
         )
-        self.log(
-            f"{split}/kept_fraction", sum(v.kept_fraction for v in videos) / size, batch_size=size
-        )
+        # Relative to the full video (not to the retriever's shorter one), as in the paper.
+        self.log(f"{split}/kept_fraction", sum(kept) / size, batch_size=size)
+
+    def full_video_tokens(self, frames: torch.Tensor) -> int:
+        """Visual tokens the full, uncompressed video would give the language model."""
+        unit = self.vlm.patch_size * self.vlm.merge_size
+        groups = -(-frames.shape[0] // self.vlm.temporal_patch_size)
+        return groups * (frames.shape[-2] // unit) * (frames.shape[-1] // unit)
 
     def _log_accuracy(self, split: str) -> None:
         for name, value in self.metrics[split].compute().items():
