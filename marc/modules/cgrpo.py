@@ -299,7 +299,9 @@ class CGRPODistillation(VideoVLMStage):
         values["train/zero_advantage_fraction"] = zero_advantage_fraction(rewards)
         values["train/completion_length"] = rollout.lengths.float().mean()
         values["train/visual_tokens"] = sum(v.num_tokens for v in videos) / size
-        values["train/kept_fraction"] = sum(v.kept_fraction for v in videos) / size
+        # Against the full video, not the retriever's shorter one (as in evaluation).
+        full = [self.full_video_tokens(f) for f in batch["video"]]
+        values["train/kept_fraction"] = sum(v.num_tokens / n for v, n in zip(videos, full)) / size
         values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
         self.log("train/loss", values.pop("train/loss"), prog_bar=True, batch_size=size)
         self.log_dict(values, batch_size=size)

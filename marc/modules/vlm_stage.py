@@ -9,8 +9,6 @@ needs the file to exist yet (prerequisites are built first, see ``marc.prerequis
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
 from marc.data.prompts import reference_completion
 from marc.eval.metrics import AccuracyByKind
+from marc.io import replace_dir, staging_dir
 from marc.models.tiny import qwen2_5_vl_3b_config
 from marc.models.vlm import VideoVLM
 from marc.rl.answers import is_correct
@@ -239,15 +238,7 @@ class VideoVLMStage(L.LightningModule):
     def export(self, directory: str) -> None:
         """Save the VLM in ``save_pretrained`` format, atomically (temp folder, then rename)."""
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.vlm.save_pretrained(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        staging = staging_dir(target)
+        self.vlm.save_pretrained(staging)
+        replace_dir(staging, target)
         log.info("exported the model to %s", target)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from marc.io import replace_dir
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
@@ -327,7 +329,7 @@ class VideoMemory:
                 "files": files,
             }
             _write_json(staging / MANIFEST, manifest)
-            _swap_into_place(staging, target, tag)
+            replace_dir(staging, target)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -451,20 +453,3 @@ def _verify_file(path: Path, record: dict | None) -> None:
         )
     if _sha256(path) != record["sha256"]:
         raise VideoMemoryError(f"{path}: corrupt (sha256 does not match the manifest)")
-
-
-def _swap_into_place(staging: Path, target: Path, tag: str) -> None:
-    """Rename ``staging`` to ``target``; an old ``target`` is moved aside first, then deleted."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    # rename(2) cannot replace a non-empty folder, so the old one steps aside; if the second
-    # rename fails the old memory is put back.
-    old = target.parent / f".{target.name}.old-{tag}"
-    os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

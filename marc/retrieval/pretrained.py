@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
+from marc.io import replace_dir, staging_dir
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.segment import ContentChangeSegmenter, FixedWindowSegmenter, Segmenter
@@ -39,9 +39,7 @@ def segmenter_config(segmenter: Segmenter) -> dict:
 def save_retriever(retriever, directory: str | os.PathLike) -> Path:
     """Write ``retriever`` (a ``VisualMemoryRetriever``) to ``directory`` atomically."""
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(target)
     staging.mkdir()
     config = {
         # The weights are in the state dict: never fetch timm's pretrained ones on load.
@@ -55,13 +53,7 @@ def save_retriever(retriever, directory: str | os.PathLike) -> Path:
     torch.save(retriever.clip_encoder.state_dict(), staging / "clip_encoder.pt")
     torch.save(retriever.query_encoder.state_dict(), staging / "query_encoder.pt")
     retriever.memory.save(staging / "memory")
-    if target.exists():
-        old = target.with_name(f".{target.name}.old{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    replace_dir(staging, target)
     return target
 
 

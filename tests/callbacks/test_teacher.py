@@ -13,33 +13,19 @@ from callbacks.teacher import TeacherCallback, check_same_vocabulary, teacher_fi
 from marc.compression import Budget, Identity, MemoryAwareMerge
 from marc.data.collate import collate_video_qa
 from marc.data.datamodule import VideoQADataModule
-from marc.data.synthetic import GeneratorConfig, generate_dataset
 from marc.models.vlm import VideoVLM
 
 COMPLETIONS = ["<think> a red circle </think> <answer> B </answer>", "<answer> A </answer>"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matmuls on a shared 2-core CPU run many times slower with two threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_vlm_dir):
+    return tiny_vlm_dir
 
 
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("teacher") / "model"
-    VideoVLM.tiny(seed=0).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_dataset(root, GeneratorConfig(num_videos=4, num_frames=16, frame_size=56))
-    return root
+def data_root(short_clips_dataset):
+    return short_clips_dataset
 
 
 def datamodule(data_root) -> VideoQADataModule:

@@ -14,7 +14,6 @@ from callbacks.samples import SampleCompletionsCallback
 from callbacks.teacher import TeacherCallback
 from marc.compression import MemoryAwareMerge
 from marc.data.datamodule import VideoQADataModule
-from marc.data.synthetic import GeneratorConfig, generate_dataset
 from marc.models.vlm import VideoVLM
 from marc.modules.cgrpo import CGRPODistillation
 from marc.rl.rewards import Reward, RewardContext
@@ -53,28 +52,15 @@ class NaNReward(Reward):
         return [float("nan")] * len(completions)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matmuls on a shared 2-core CPU run many times slower with two threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
+def export_dir(tiny_vlm_dir):
     """A tiny VLM saved once, used as both the teacher and the warm student."""
-    path = tmp_path_factory.mktemp("artifacts") / "model"
-    VideoVLM.tiny(seed=0).save_pretrained(path)
-    return path
+    return tiny_vlm_dir
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    generate_dataset(root, GeneratorConfig(num_videos=4, num_frames=16, frame_size=56))
-    return root
+def data_root(short_clips_dataset):
+    return short_clips_dataset
 
 
 def datamodule(data_root) -> VideoQADataModule:

@@ -13,15 +13,6 @@ from marc.rl.rollout import Rollout, repeat_per_generation, sample_groups
 PROMPTS = ["What colour is the circle?", "How many objects are there?"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matmuls on a shared 2-core CPU run many times slower with two threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def policy() -> VideoVLM:
     """Tiny policy whose EOS logit is scaled up, so some completions end early."""
