@@ -90,3 +90,12 @@ def test_missing_annotation_file_is_named(tmp_path):
     dm.prepare_data()  # user files named: nothing is generated over them
     with pytest.raises(FileNotFoundError, match="mine.jsonl"):
         dm.setup("fit")
+
+
+def test_worker_processes_serve_the_same_batches(tiny_dataset):
+    kwargs = dict(data_root=str(tiny_dataset), batch_size=4, max_frames=16, frame_size=56)
+    single = VideoQADataModule(**kwargs).val_dataloader()
+    workers = VideoQADataModule(**kwargs, num_workers=2).val_dataloader()
+    for a, b in zip(single, workers):
+        assert a["problem_id"] == b["problem_id"]
+        assert all(torch.equal(x, y) for x, y in zip(a["video"], b["video"]))
