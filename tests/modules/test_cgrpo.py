@@ -152,7 +152,7 @@ def test_reference_is_not_in_the_optimizer(fitted):
 
 def test_reference_is_not_in_the_checkpoint(fitted):
     module, _, checkpoint = fitted
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert not any("reference" in key for key in state)
     assert set(state) == set(module.state_dict())
     policy_keys = {f"vlm.{key}" for key in module.vlm.state_dict()}
