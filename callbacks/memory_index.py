@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from marc.data.video import VideoDecodeError
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.pretrained import save_retriever
 from marc.retrieval.retriever import VisualMemoryRetriever
@@ -73,7 +74,7 @@ class MemoryIndexCallback(L.Callback):
             k=self.k,
             max_clip_frames=self.max_clip_frames,
         )
-        videos = 0
+        videos = skipped = 0
         for split in self.splits:
             if not datamodule.files[split].exists():
                 continue
@@ -83,7 +84,16 @@ class MemoryIndexCallback(L.Callback):
                 if annotation.video_id in seen:
                     continue
                 seen.add(annotation.video_id)
-                frames, _ = dataset.decode(annotation)
+                try:
+                    frames, _ = dataset.decode(annotation)
+                except (FileNotFoundError, VideoDecodeError) as error:
+                    if dataset.on_bad_sample == "raise":
+                        raise
+                    skipped += 1
+                    log.warning(
+                        "not indexing %s (%s): %s", annotation.video_id, annotation.source, error
+                    )
+                    continue
                 retriever.index_video(annotation.video_id, frames)
                 videos += 1
         save_retriever(retriever, self.directory)

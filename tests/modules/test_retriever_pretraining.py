@@ -7,6 +7,7 @@ import torch
 from callbacks.memory_index import MemoryIndexCallback
 from marc.data.datamodule import VideoQADataModule
 from marc.data.synthetic import GeneratorConfig
+from marc.data.video import VideoDecodeError
 from marc.modules.retriever_pretraining import RetrieverPretraining, batch_clips
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 from marc.retrieval.retriever import VisualMemoryRetriever
@@ -101,3 +102,19 @@ def test_missing_retriever_dir_names_the_command(tmp_path, data):
     dm = VideoQADataModule(data_root=str(data.data_root), retriever_dir=str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="configs/retriever.yaml"):
         dm.dataset("test")
+
+
+def test_indexing_skips_bad_videos_only_when_asked(data, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(data.data_root, root)
+    (root / "videos/video_00000.mp4").write_bytes(b"broken")
+    module = _module()
+    kwargs = dict(data_root=str(root), max_frames=32, frame_size=56)
+    callback = MemoryIndexCallback(directory=str(tmp_path / "r"), splits=("train",))
+    with pytest.raises(VideoDecodeError, match="video_00000.mp4"):
+        callback.build(module, VideoQADataModule(**kwargs))
+    callback.build(module, VideoQADataModule(**kwargs, on_bad_sample="skip"))
+    memory = VisualMemoryRetriever.from_pretrained(tmp_path / "r").memory
+    assert not memory.has_video("video_00000") and memory.has_video("video_00001")
