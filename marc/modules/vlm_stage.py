@@ -20,7 +20,7 @@ from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
 from marc.data.prompts import reference_completion
 from marc.eval.metrics import AccuracyByKind
 from marc.io import replace_dir, staging_dir
-from marc.models.tiny import qwen2_5_vl_3b_config
+from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
 from marc.models.vlm import VideoVLM
 from marc.rl.answers import is_correct
 
@@ -47,11 +47,13 @@ def build_vlm(
     if architecture == "tiny":
         vlm = VideoVLM.tiny(seed=seed, frame_size=frame_size, **(model_overrides or {}))
     elif architecture == "qwen2.5-vl-3b":
-        from marc.models.tiny import build_tiny_tokenizer
-
         # Random weights with the real architecture (efficiency work); real weights come
-        # through init_from.
-        vlm = VideoVLM.from_config(qwen2_5_vl_3b_config(), build_tiny_tokenizer())
+        # through init_from. The word tokenizer must carry Qwen's control-token ids, or the
+        # prompt's video placeholders would not be the ids the model fills.
+        tokenizer = build_tiny_tokenizer(QWEN2_5_VL_TOKEN_IDS)
+        return VideoVLM.from_config(
+            qwen2_5_vl_3b_config(), tokenizer, dtype=dtype, frame_size=frame_size
+        )
     else:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return vlm.to(dtype) if dtype is not None else vlm

@@ -106,3 +106,17 @@ def test_nan_loss_is_a_clear_error(small_data):
     batch = next(iter(small_data.train_dataloader()))
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         module.training_step(batch, 0)
+
+
+def test_the_3b_architecture_gets_a_tokenizer_with_its_placeholder_ids():
+    from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
+
+    # What build_vlm("qwen2.5-vl-3b") pairs, checked without building 3B parameters.
+    config = qwen2_5_vl_3b_config()
+    tokenizer = build_tiny_tokenizer(QWEN2_5_VL_TOKEN_IDS)
+    for token, expected in (
+        ("<|video_pad|>", config.video_token_id),
+        ("<|vision_start|>", config.vision_start_token_id),
+        ("<|vision_end|>", config.vision_end_token_id),
+    ):
+        assert tokenizer.convert_tokens_to_ids(token) == expected
