@@ -106,7 +106,7 @@ def build_report(
     limit: int | None = None,
 ) -> list[ReportRow]:
     """Evaluate every available row on the test split."""
-    plain = VideoQADataModule(
+    data_args = dict(
         data_root=str(data_root),
         frame_size=frame_size,
         max_frames=max_frames,
@@ -114,6 +114,7 @@ def build_report(
         cache_frames=True,
         limit_eval=limit,
     )
+    plain = VideoQADataModule(**data_args)
     with_vmr = None
     retriever_dir = artifacts / "retriever"
     results = []
@@ -122,15 +123,7 @@ def build_report(
             if not retriever_dir.exists():
                 log.warning("no retriever at %s: rows with VMR are left out", retriever_dir)
                 continue
-            with_vmr = VideoQADataModule(
-                data_root=str(data_root),
-                frame_size=frame_size,
-                max_frames=max_frames,
-                eval_batch_size=32,
-                cache_frames=True,
-                limit_eval=limit,
-                retriever_dir=str(retriever_dir),
-            )
+            with_vmr = VideoQADataModule(**data_args, retriever_dir=str(retriever_dir))
         metrics = evaluate(
             model_dir,
             compressor,
