@@ -46,6 +46,8 @@ COUNT_WORDS = ("one", "two", "three", "four")
 QUESTION_KINDS = ("attribute", "count", "motion", "order")
 LETTERS = ("A", "B", "C", "D")
 
+# Centres of the 2x2 layout cells objects are placed in, as fractions of the frame size.
+CELL_CENTRES = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))
 # Unit displacement per frame for each direction (x to the right, y downwards).
 _DIRECTION_STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
 
@@ -57,7 +59,7 @@ class SceneObject:
     shape: str
     colour: str
     direction: str
-    start_xy: tuple[float, float]  # centre, as a fraction of the frame size
+    start_xy: tuple[float, float]  # centre at mid-event, as a fraction of the frame size
 
 
 @dataclass
@@ -95,8 +97,9 @@ class GeneratorConfig:
     fps: int = 8
     events_per_video: int = 4
     min_event_frames: int = 8
-    max_objects: int = 3
-    object_size: float = 0.28  # object diameter as a fraction of the frame size
+    max_objects: int = 3  # at most 4: every object has a cell of the 2x2 layout to itself
+    object_size: float = 0.3  # object diameter as a fraction of the frame size
+    travel: float = 0.12  # how far a moving object goes during its event, fraction of the frame
     distractor_similarity: float = 0.0  # probability that events of a video share a colour
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     seed: int = 0
@@ -170,18 +173,17 @@ def _make_events(rng: random.Random, cfg: GeneratorConfig) -> list[Event]:
         n_objects = rng.randint(1, cfg.max_objects)
         shapes = rng.sample(SHAPES, n_objects)
         colours = rng.sample(list(OBJECT_COLOURS), n_objects)
-        objects = []
-        for i, (shape, obj_colour) in enumerate(zip(shapes, colours)):
-            # Objects start in separate horizontal bands so they rarely overlap.
-            band = (i + 0.5) / n_objects
-            objects.append(
-                SceneObject(
-                    shape=shape,
-                    colour=obj_colour,
-                    direction=rng.choice(DIRECTIONS),
-                    start_xy=(rng.uniform(0.3, 0.7), band * 0.6 + 0.2),
-                )
-            )
+        # Each object keeps a cell of a 2x2 layout to itself and moves within it. Read at
+        # the default 56 px, a temporal group is 2x2 visual tokens, so every token shows at
+        # most one object: objects never overlap and a small model can count them and bind
+        # colour to shape (overlapping objects made count and shape ambiguous).
+        # Listed in reading order (rows top to bottom), so a caption names the objects in an
+        # order the video itself determines.
+        cells = sorted(rng.sample(CELL_CENTRES, n_objects), key=lambda xy: (xy[1], xy[0]))
+        objects = [
+            SceneObject(shape, obj_colour, rng.choice(DIRECTIONS), cell)
+            for shape, obj_colour, cell in zip(shapes, colours, cells)
+        ]
         events.append(Event(start, start + length, colour, pattern, objects))
         start += length
     return events
@@ -227,8 +229,8 @@ def render_event_frames(event: Event, cfg: GeneratorConfig) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size]
     obj_size = cfg.object_size * size
     length = event.end - event.start
-    # Speed chosen so that a moving object travels about a third of the frame per event.
-    speed = size * 0.35 / max(length - 1, 1)
+    # A moving object travels cfg.travel of the frame over its event, centred on its cell.
+    speed = size * cfg.travel / max(length - 1, 1)
     frames = np.empty((length, size, size, 3), dtype=np.uint8)
     for t in range(length):
         frame = background.copy()
@@ -348,6 +350,10 @@ def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None
     cfg = cfg or GeneratorConfig()
     if cfg.events_per_video < 2:
         raise ValueError("events_per_video must be at least 2 (order questions need two events)")
+    if not 1 <= cfg.max_objects <= len(CELL_CENTRES):
+        raise ValueError(f"max_objects must be between 1 and {len(CELL_CENTRES)} (one per cell)")
+    if cfg.object_size + cfg.travel > 0.5:
+        raise ValueError("object_size + travel must be at most 0.5 so objects stay in their cell")
     root = Path(root)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
@@ -433,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events-per-video", type=int, default=defaults.events_per_video)
     parser.add_argument("--min-event-frames", type=int, default=defaults.min_event_frames)
     parser.add_argument("--max-objects", type=int, default=defaults.max_objects)
+    parser.add_argument("--object-size", type=float, default=defaults.object_size)
+    parser.add_argument("--travel", type=float, default=defaults.travel)
     parser.add_argument(
         "--distractor-similarity", type=float, default=defaults.distractor_similarity
     )
@@ -445,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
         events_per_video=args.events_per_video,
         min_event_frames=args.min_event_frames,
         max_objects=args.max_objects,
+        object_size=args.object_size,
+        travel=args.travel,
         distractor_similarity=args.distractor_similarity,
         seed=args.seed,
     )

@@ -2,12 +2,16 @@ import json
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from marc.data.annotations import load_annotations
 from marc.data.synthetic import (
+    _DIRECTION_STEP,
+    CELL_CENTRES,
     QUESTION_KINDS,
     GeneratorConfig,
     _make_events,
+    _shape_mask,
     generate_dataset,
     main,
     render_video,
@@ -136,3 +140,40 @@ def test_answer_letter_does_not_reveal_the_question_kind(tmp_path):
     for kind in QUESTION_KINDS:
         letters = Counter(r["solution"][8] for r in rows if r["question_kind"] == kind)
         assert len(letters) == 4 and max(letters.values()) < 0.5 * sum(letters.values()), letters
+
+
+def test_objects_keep_their_own_cell_listed_in_reading_order():
+    import random
+
+    cfg = GeneratorConfig(frame_size=56)
+    rng = random.Random(3)
+    size = cfg.frame_size
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(20):
+        for event in _make_events(rng, cfg):
+            cells = [obj.start_xy for obj in event.objects]
+            assert len(set(cells)) == len(cells) and set(cells) <= set(CELL_CENTRES)
+            assert cells == sorted(cells, key=lambda xy: (xy[1], xy[0]))
+            # At the extremes of its motion an object's pixels stay inside its own cell.
+            for obj in event.objects:
+                for sign in (-1, 1):
+                    dx, dy = _DIRECTION_STEP[obj.direction]
+                    cx = (obj.start_xy[0] + sign * dx * cfg.travel / 2) * size
+                    cy = (obj.start_xy[1] + sign * dy * cfg.travel / 2) * size
+                    mask = _shape_mask(obj.shape, cfg.object_size * size, yy, xx, cx, cy)
+                    col, row = int(obj.start_xy[0] * 2), int(obj.start_xy[1] * 2)
+                    half = size // 2
+                    inside = mask[row * half : (row + 1) * half, col * half : (col + 1) * half]
+                    assert inside.sum() == mask.sum() > 0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_objects": 5}, "max_objects"),
+        ({"object_size": 0.4, "travel": 0.2}, "object_size \\+ travel"),
+    ],
+)
+def test_layouts_that_cannot_fit_are_refused(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        generate_dataset(tmp_path, GeneratorConfig(num_videos=3, num_frames=16, **options))
