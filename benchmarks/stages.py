@@ -53,7 +53,10 @@ def main() -> None:
     torch.manual_seed(0)
     vlm = VideoVLM.tiny(frame_size=56)
     prompts = [s["prompt"] for s in samples]
-    targets = [sft_target(s["captions"], s["target_events"], None, s["answer"]) for s in samples]
+    targets = [
+        sft_target(s["captions"], s["target_events"], None, s["answer"], s["options"])
+        for s in samples
+    ]
     settings = {"full": Identity(), "compressed": MemoryAwareMerge()}
     figures: dict = {"benchmark": "stages", "batch": batch_size, "num_generations": group}
     for name, compressor in settings.items():

@@ -59,19 +59,37 @@ def build_vlm(
     return vlm.to(dtype) if dtype is not None else vlm
 
 
+def chosen_option_text(options: list[str] | None, answer: str) -> str | None:
+    """The text of the option ``answer`` names (``"B"`` and ``"B. red"`` give ``"red"``)."""
+    for option in options or []:
+        letter, _, text = option.partition(".")
+        if letter.strip() == answer.strip() and text.strip():
+            return text.strip()
+    return None
+
+
 def sft_target(
-    sample_captions: list[str], target_events: list[int], process: str | None, answer: str
+    sample_captions: list[str],
+    target_events: list[int],
+    process: str | None,
+    answer: str,
+    options: list[str] | None = None,
 ) -> str:
     """The supervised completion: the target events' captions as reasoning, then the answer.
 
     A question about two events (order) names only their backgrounds, the part of each
-    caption before "with", which keeps completions short.
+    caption before "with", which keeps completions short. With ``options`` the reasoning
+    ends by naming the chosen option's text (". the answer is red"): picking the letter
+    is then a lookup of that word among the options, which a small model learns far more
+    easily than matching the captions against the options directly.
     """
     if target_events and sample_captions:
         captions = [sample_captions[i] for i in target_events]
         if len(captions) > 1:
             captions = [c.split(" with ")[0] for c in captions]
         reasoning = " and ".join(captions)
+        if (text := chosen_option_text(options, answer)) is not None:
+            reasoning += f" . the answer is {text}"
     else:
         reasoning = (process or "").replace("<think>", "").replace("</think>", "").strip()
     return reference_completion(reasoning, answer)
@@ -163,9 +181,13 @@ class VideoVLMStage(L.LightningModule):
         """Reference completions of a batch (think = target captions, answer = solution)."""
         processes = batch.get("process") or [None] * batch["batch_size"]
         return [
-            sft_target(c, t, p, a)
-            for c, t, p, a in zip(
-                batch["captions"], batch["target_events"], processes, batch["answer"]
+            sft_target(c, t, p, a, o)
+            for c, t, p, a, o in zip(
+                batch["captions"],
+                batch["target_events"],
+                processes,
+                batch["answer"],
+                batch["options"],
             )
         ]
 
