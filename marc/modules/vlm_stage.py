@@ -79,9 +79,9 @@ def sft_target(
 
     A question about two events (order) names only their backgrounds, the part of each
     caption before "with", which keeps completions short. With ``options`` the reasoning
-    ends by naming the chosen option's text (". the answer is red"): picking the letter
-    is then a lookup of that word among the options, which a small model learns far more
-    easily than matching the captions against the options directly.
+    ends by naming the chosen option's text (". the answer is red"), so picking the
+    letter is one lookup of that word among the options instead of a match of the
+    captions against every option.
     """
     if target_events and sample_captions:
         captions = [sample_captions[i] for i in target_events]
