@@ -104,6 +104,21 @@ class GeneratorConfig:
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Checked here, so a bad value fails where it is set (a YAML file, the command line).
+        if self.events_per_video < 2:
+            raise ValueError(
+                "events_per_video must be at least 2 (order questions need two events)"
+            )
+        if not 1 <= self.max_objects <= len(CELL_CENTRES):
+            raise ValueError(
+                f"max_objects must be between 1 and {len(CELL_CENTRES)} (one per cell)"
+            )
+        if self.object_size + self.travel > 0.5:
+            raise ValueError(
+                "object_size + travel must be at most 0.5 so objects stay in their cell"
+            )
+
 
 def vocabulary() -> list[str]:
     """Every word the generated questions, options, captions and answers use."""
@@ -348,12 +363,6 @@ def _assign_splits(num_videos: int, fractions: tuple[float, float, float]) -> li
 def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None) -> dict:
     """Write videos and train/val/test JSONL annotations under ``root``; returns a summary."""
     cfg = cfg or GeneratorConfig()
-    if cfg.events_per_video < 2:
-        raise ValueError("events_per_video must be at least 2 (order questions need two events)")
-    if not 1 <= cfg.max_objects <= len(CELL_CENTRES):
-        raise ValueError(f"max_objects must be between 1 and {len(CELL_CENTRES)} (one per cell)")
-    if cfg.object_size + cfg.travel > 0.5:
-        raise ValueError("object_size + travel must be at most 0.5 so objects stay in their cell")
     root = Path(root)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)

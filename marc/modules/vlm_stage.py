@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_only
 
 from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
-from marc.data.prompts import reference_completion
+from marc.data.prompts import chosen_option_text, reference_completion
 from marc.eval.metrics import AccuracyByKind
 from marc.io import replace_dir, staging_dir
 from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
@@ -57,15 +57,6 @@ def build_vlm(
     else:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return vlm.to(dtype) if dtype is not None else vlm
-
-
-def chosen_option_text(options: list[str] | None, answer: str) -> str | None:
-    """The text of the option ``answer`` names (``"B"`` and ``"B. red"`` give ``"red"``)."""
-    for option in options or []:
-        letter, _, text = option.partition(".")
-        if letter.strip() == answer.strip() and text.strip():
-            return text.strip()
-    return None
 
 
 def sft_target(

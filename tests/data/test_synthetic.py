@@ -170,6 +170,7 @@ def test_objects_keep_their_own_cell_listed_in_reading_order():
 @pytest.mark.parametrize(
     "options, message",
     [
+        ({"events_per_video": 1}, "events_per_video"),
         ({"max_objects": 5}, "max_objects"),
         ({"object_size": 0.4, "travel": 0.2}, "object_size \\+ travel"),
     ],

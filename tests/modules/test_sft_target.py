@@ -1,6 +1,7 @@
 """The supervised completion the VLM stages train on."""
 
-from marc.modules.vlm_stage import chosen_option_text, sft_target
+from marc.data.prompts import chosen_option_text
+from marc.modules.vlm_stage import sft_target
 from marc.rl.answers import is_correct
 
 CAPTIONS = ["a grey plain background with a red circle stays still", "a teal striped background"]
