@@ -35,7 +35,7 @@ from lightning.pytorch.callbacks import Callback
 
 from marc.compression import Budget, CompressedVideo, Identity
 from marc.models.vlm import VideoVLM
-from marc.rl.answers import is_correct
+from marc.rl.answers import SCORING_VERSION, is_correct
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class TeacherCallback(Callback):
             check_same_vocabulary(self._teacher(), student)
 
     def settings(self) -> dict[str, Any]:
-        """The sampling settings a_teacher depends on (part of the cache fingerprint)."""
+        """The settings a_teacher depends on (part of the cache fingerprint)."""
         return {
             "num_samples": self.num_samples,
             "max_new_tokens": self.max_new_tokens,
@@ -119,6 +119,7 @@ class TeacherCallback(Callback):
             "top_p": self.top_p,
             "seed": self.seed,
             "use_full_video": self.use_full_video,
+            "scoring_version": SCORING_VERSION,
         }
 
     # ---------------------------------------------------------------------- the answers
@@ -154,7 +155,12 @@ class TeacherCallback(Callback):
             for row, i in enumerate(missing):
                 texts = output.texts[row * self.num_samples : (row + 1) * self.num_samples]
                 correct = sum(
-                    is_correct(text, batch["solution"][i], batch["problem_type"][i])
+                    is_correct(
+                        text,
+                        batch["solution"][i],
+                        batch["problem_type"][i],
+                        options=batch["options"][i],
+                    )
                     for text in texts
                 )
                 entry = {

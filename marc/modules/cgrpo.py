@@ -239,6 +239,7 @@ class CGRPODistillation(VideoVLMStage):
                 problem_type=batch["problem_type"][i],
                 a_teacher=None if a_teacher is None else a_teacher[i],
                 solution=batch["solution"][i],
+                options=batch["options"][i],
             )
             texts = rollout.group_texts(i)
             total, parts = self.reward_fn(texts, [batch["solution"][i]] * len(texts), context)
@@ -269,7 +270,9 @@ class CGRPODistillation(VideoVLMStage):
         accuracy = []
         for i in range(rollout.num_prompts):
             texts = rollout.group_texts(i)
-            correct = [is_correct(t, batch["solution"][i], batch["problem_type"][i]) for t in texts]
+            solution, problem_type = batch["solution"][i], batch["problem_type"][i]
+            options = batch["options"][i]
+            correct = [is_correct(t, solution, problem_type, options=options) for t in texts]
             accuracy.append(sum(correct) / len(correct))
         return accuracy
 

@@ -5,7 +5,9 @@ the same tagged form or a bare answer. How two answers are compared depends on t
 question's ``problem_type``:
 
 - ``"multiple choice"``: the option letters, read from ``"B"``, ``"B."``, ``"(B)"``,
-  ``"B. red"`` or ``" b "``;
+  ``"B. red"`` or ``" b "``; when the question's options are given, an answer that is
+  exactly one option's text (``"red"`` for ``"B. red"``, normalised as free text) names
+  that option, as multiple-choice evaluators commonly accept;
 - ``"numerical"`` and ``"regression"``: the first number of each, equal within a relative
   tolerance (a target of 0 needs exactly 0);
 - anything else (``"free-form"``, ``"OCR"``, unknown types): normalised text (lower case,
@@ -21,6 +23,9 @@ import math
 import re
 import unicodedata
 
+# Bumped whenever is_correct changes what it accepts, so cached accuracies (the teacher's
+# a_teacher cache) computed under an older rule are recomputed. 2: option text accepted.
+SCORING_VERSION = 2
 OPEN_TAG = "<answer>"
 CLOSE_TAG = "</answer>"
 MULTIPLE_CHOICE = "multiple choice"
@@ -77,6 +82,24 @@ def normalise_choice(text: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
+def option_letter(text: str, options: list[str] | None) -> str | None:
+    """Letter of the option whose text is ``text`` (``"red"`` in ``["A. blue", "B. red"]``).
+
+    Texts are compared normalised (``normalise_text``); None when no option matches, when
+    several do, or without options.
+    """
+    wanted = normalise_text(text)
+    if not wanted or not options:
+        return None
+    letters = {
+        normalise_choice(option)
+        for option in options
+        if isinstance(option, str) and normalise_text(option.partition(".")[2]) == wanted
+    }
+    letters.discard(None)
+    return letters.pop() if len(letters) == 1 else None
+
+
 def parse_number(text: str) -> float | None:
     """First finite number in ``text`` ("3", "-2.5", "1,000", "50%", "3 m", "three"), else None."""
     if not isinstance(text, str):
@@ -111,15 +134,23 @@ def normalise_problem_type(problem_type: str) -> str:
 
 
 def answers_match(
-    prediction: str, reference: str, problem_type: str, tolerance: float = 0.01
+    prediction: str,
+    reference: str,
+    problem_type: str,
+    tolerance: float = 0.01,
+    options: list[str] | None = None,
 ) -> bool:
-    """Whether two bare answers agree under the comparison rule of ``problem_type``."""
+    """Whether two bare answers agree under the comparison rule of ``problem_type``.
+
+    ``options`` (multiple choice only) lets an answer name its option by the option's text.
+    """
     kind = normalise_problem_type(problem_type)
     if kind == MULTIPLE_CHOICE:
         reference_letter = normalise_choice(reference)
         # A reference that is not a letter (bare option text) is compared as text.
         if reference_letter is not None:
-            return normalise_choice(prediction) == reference_letter
+            predicted_letter = normalise_choice(prediction) or option_letter(prediction, options)
+            return predicted_letter == reference_letter
     elif kind in NUMERIC_TYPES:
         reference_number = parse_number(reference)
         if reference_number is not None:
@@ -131,9 +162,19 @@ def answers_match(
     return bool(predicted_text) and predicted_text == normalise_text(reference)
 
 
-def is_correct(completion: str, solution: str, problem_type: str, tolerance: float = 0.01) -> bool:
-    """Whether the ``<answer>`` of ``completion`` matches ``solution`` for ``problem_type``."""
+def is_correct(
+    completion: str,
+    solution: str,
+    problem_type: str,
+    tolerance: float = 0.01,
+    options: list[str] | None = None,
+) -> bool:
+    """Whether the ``<answer>`` of ``completion`` matches ``solution`` for ``problem_type``.
+
+    With the question's ``options``, a multiple-choice answer may name its option by text.
+    """
     prediction = extract_answer(completion)
     if prediction is None:
         return False
-    return answers_match(prediction, answer_from_solution(solution), problem_type, tolerance)
+    reference = answer_from_solution(solution)
+    return answers_match(prediction, reference, problem_type, tolerance, options)

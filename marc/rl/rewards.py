@@ -34,6 +34,7 @@ class RewardContext:
     problem_type: str = "multiple choice"
     a_teacher: float | None = None  # teacher accuracy on this question with the full video
     solution: str | None = None  # the raw solution string, for logging and custom rewards
+    options: list[str] | None = None  # multiple-choice options ("B. red"): text answers count
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,7 +93,11 @@ class AccuracyReward(Reward):
     ) -> list[float]:
         """One score per completion."""
         return [
-            float(is_correct(completion, answer, context.problem_type, self.tolerance))
+            float(
+                is_correct(
+                    completion, answer, context.problem_type, self.tolerance, context.options
+                )
+            )
             for completion, answer in zip(completions, answers)
         ]
 
@@ -170,7 +175,7 @@ class RetentionReward(Reward):
         if not completions:
             return []
         correct = [
-            is_correct(completion, answer, context.problem_type, self.tolerance)
+            is_correct(completion, answer, context.problem_type, self.tolerance, context.options)
             for completion, answer in zip(completions, answers)
         ]
         a_student = sum(correct) / len(correct)

@@ -9,6 +9,7 @@ from marc.rl.answers import (
     normalise_choice,
     normalise_text,
     numbers_match,
+    option_letter,
     parse_number,
 )
 
@@ -113,6 +114,34 @@ def test_normalise_text():
 )
 def test_is_correct(completion, solution, problem_type, expected):
     assert is_correct(completion, solution, problem_type) is expected
+
+
+OPTIONS = ["A. blue", "B. red", "C. grey plain", "D. green"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "solution", "expected"),
+    [
+        ("red", "B", True),
+        ("Red.", "<answer>B</answer>", True),
+        ("the grey  plain", "C", True),  # normalised like free text
+        ("red", "A", False),
+        ("grey", "C", False),  # part of an option's text names no option
+        ("B", "B", True),  # a letter still reads as a letter
+        ("purple", "B", False),
+        ("", "B", False),
+    ],
+)
+def test_multiple_choice_answers_may_name_an_option_by_its_text(answer, solution, expected):
+    completion = f"<think>x</think><answer>{answer}</answer>"
+    assert is_correct(completion, solution, "multiple choice", options=OPTIONS) is expected
+
+
+def test_option_letter():
+    assert option_letter("green", OPTIONS) == "D"
+    assert option_letter("green", None) is None
+    assert option_letter("red", ["A. red", "B. red"]) is None  # ambiguous
+    assert option_letter("red", ["red", "B. blue"]) is None  # an option without a letter
 
 
 def test_is_correct_tolerance_argument():

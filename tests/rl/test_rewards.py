@@ -41,6 +41,16 @@ def test_accuracy_reward_uses_problem_type_and_tolerance():
     assert AccuracyReward(tolerance=0.05)(completions, ["100"] * 2, context).tolist() == [1, 1]
 
 
+def test_accuracy_and_retention_read_option_text_with_the_options():
+    options = ["A. blue", "B. red", "C. green", "D. pink"]
+    completions = ["<think>x</think><answer>red</answer>", "<think>x</think><answer>pink</answer>"]
+    with_options = RewardContext(a_teacher=1.0, options=options)
+    assert AccuracyReward()(completions, ["B", "B"], with_options).tolist() == [1, 0]
+    assert AccuracyReward()(completions, ["B", "B"], RewardContext()).tolist() == [0, 0]
+    retention = RetentionReward(alpha=1.0, tau=0.25)
+    assert retention(completions, ["B", "B"], with_options).tolist() == [0.25, 0]
+
+
 def test_format_reward():
     completions = [GOOD_B, "  <think></think><answer>x</answer>\n", *BAD_COMPLETIONS]
     scores = FormatReward()(completions, ["B"] * len(completions), RewardContext())
