@@ -27,6 +27,7 @@ from marc.rl.answers import is_correct
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("tiny", "qwen2.5-vl-3b")
+ANSWER_FORMS = ("letter", "option_text")
 
 
 def build_vlm(
@@ -65,6 +66,7 @@ def sft_target(
     process: str | None,
     answer: str,
     options: list[str] | None = None,
+    answer_with: str = "letter",
 ) -> str:
     """The supervised completion: the target events' captions as reasoning, then the answer.
 
@@ -72,14 +74,21 @@ def sft_target(
     caption before "with", which keeps completions short. With ``options`` the reasoning
     ends by naming the chosen option's text (". the answer is red"), so picking the
     letter is one lookup of that word among the options instead of a match of the
-    captions against every option.
+    captions against every option. ``answer_with="option_text"`` answers with that text
+    instead of the letter (``<answer> red </answer>``, which ``is_correct`` accepts given
+    the options): a small model trained from scratch learns the letter lookup far more
+    slowly than the question itself (``benchmarks/letter_lookup.py``).
     """
+    if answer_with not in ANSWER_FORMS:
+        raise ValueError(f"answer_with must be one of {ANSWER_FORMS}, got {answer_with!r}")
     if target_events and sample_captions:
         captions = [sample_captions[i] for i in target_events]
         if len(captions) > 1:
             captions = [c.split(" with ")[0] for c in captions]
         reasoning = " and ".join(captions)
         if (text := chosen_option_text(options, answer)) is not None:
+            if answer_with == "option_text":
+                return reference_completion(reasoning, text)
             reasoning += f" . the answer is {text}"
     else:
         reasoning = (process or "").replace("<think>", "").replace("</think>", "").strip()
@@ -98,6 +107,9 @@ class VideoVLMStage(L.LightningModule):
         architecture / init_from / frame_size / model_overrides / torch_dtype: how to build
             the VLM (see ``build_vlm``).
         max_new_tokens: generation length for evaluation.
+        answer_with: how SFT targets answer multiple choice: ``"letter"`` (Video-R1's
+            ``<answer> B </answer>``) or ``"option_text"`` (``<answer> red </answer>``);
+            evaluation accepts both (see ``sft_target``).
         export_dir: at the end of ``fit`` the model is saved there (atomically) in
             ``save_pretrained`` format for later stages.
         optimizer / lr_scheduler: injected from YAML.
@@ -115,12 +127,15 @@ class VideoVLMStage(L.LightningModule):
         model_overrides: dict | None = None,
         torch_dtype: str | None = None,
         max_new_tokens: int = 48,
+        answer_with: str = "letter",
         export_dir: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
     ):
         super().__init__()
+        if answer_with not in ANSWER_FORMS:
+            raise ValueError(f"answer_with must be one of {ANSWER_FORMS}, got {answer_with!r}")
         self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
         self.compressor = compressor if compressor is not None else Identity()
         if budget_tokens is not None:
@@ -172,7 +187,7 @@ class VideoVLMStage(L.LightningModule):
         """Reference completions of a batch (think = target captions, answer = solution)."""
         processes = batch.get("process") or [None] * batch["batch_size"]
         return [
-            sft_target(c, t, p, a, o)
+            sft_target(c, t, p, a, o, self.hparams.answer_with)
             for c, t, p, a, o in zip(
                 batch["captions"],
                 batch["target_events"],
@@ -192,9 +207,9 @@ class VideoVLMStage(L.LightningModule):
             videos, batch["prompt"], max_new_tokens=self.hparams.max_new_tokens, do_sample=False
         )
         correct = [
-            is_correct(text, solution, problem_type)
-            for text, solution, problem_type in zip(
-                output.texts, batch["solution"], batch["problem_type"]
+            is_correct(text, solution, problem_type, options=options)
+            for text, solution, problem_type, options in zip(
+                output.texts, batch["solution"], batch["problem_type"], batch["options"]
             )
         ]
         self.metrics[split].update(correct, batch["question_kind"])

@@ -1,5 +1,7 @@
 """The supervised completion the VLM stages train on."""
 
+import pytest
+
 from marc.data.prompts import chosen_option_text
 from marc.modules.vlm_stage import sft_target
 from marc.rl.answers import is_correct
@@ -38,3 +40,26 @@ def test_chosen_option_text_needs_a_matching_letter():
     assert chosen_option_text(OPTIONS, "E") is None
     assert chosen_option_text(["A."], "A") is None
     assert chosen_option_text(None, "A") is None
+
+
+def test_option_text_answers_name_the_option_and_score_as_its_letter():
+    target = sft_target(CAPTIONS, [0], None, "B", OPTIONS, answer_with="option_text")
+    assert target == (
+        "<think> a grey plain background with a red circle stays still </think> "
+        "<answer> red </answer>"
+    )
+    assert is_correct(target, "<answer>B</answer>", "multiple choice", options=OPTIONS)
+    assert not is_correct(target, "<answer>A</answer>", "multiple choice", options=OPTIONS)
+    # Without the options an option's text cannot be read as a letter.
+    assert not is_correct(target, "<answer>B</answer>", "multiple choice")
+
+
+def test_option_text_falls_back_to_the_letter_without_options():
+    assert sft_target(CAPTIONS, [1], None, "C", answer_with="option_text").endswith(
+        "<answer> C </answer>"
+    )
+
+
+def test_unknown_answer_form_is_refused():
+    with pytest.raises(ValueError, match="answer_with"):
+        sft_target(CAPTIONS, [0], None, "B", OPTIONS, answer_with="word")
