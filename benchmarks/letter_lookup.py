@@ -8,8 +8,9 @@ teacher forcing each of the four letters and taking the most likely one (chance 
 ``--letter-after-word`` asks for the letter right after the word as well
 (``the answer is red B``), the easier layout for an attention lookup.
 
-Run as ``python benchmarks/letter_lookup.py [--steps 3000 --batch 64 --lr 1e-3]``; the
-last printed line is one JSON object.
+Run as ``python benchmarks/letter_lookup.py [--steps 3000 --batch 64 --lr 1e-3]``
+(``--heads`` / ``--kv-heads`` / ``--layers`` change the language model); the last printed
+line is one JSON object.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=None, help="attention heads (tiny default)")
+    parser.add_argument("--kv-heads", type=int, default=None, help="key/value heads (tiny default)")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--held-out", type=int, default=60)
     parser.add_argument("--letter-after-word", action="store_true")
@@ -78,7 +81,10 @@ def main() -> None:
     if args.quick:
         args.steps, args.batch, args.eval_every, args.held_out = 40, 8, 20, 12
     torch.manual_seed(0)
-    vlm = VideoVLM.tiny(frame_size=56, num_hidden_layers=args.layers)
+    heads = {"num_attention_heads": args.heads} if args.heads else {}
+    if args.kv_heads:
+        heads["num_key_value_heads"] = args.kv_heads
+    vlm = VideoVLM.tiny(frame_size=56, num_hidden_layers=args.layers, **heads)
     blank = torch.zeros(2, 3, 56, 56, dtype=torch.uint8)
     optimizer = torch.optim.AdamW(vlm.parameters(), args.lr, weight_decay=0.01)
     rng, held_out_rng = random.Random(0), random.Random(1)
@@ -103,6 +109,8 @@ def main() -> None:
         "batch": args.batch,
         "lr": args.lr,
         "layers": args.layers,
+        "heads": vlm.model.config.text_config.num_attention_heads,
+        "kv_heads": vlm.model.config.text_config.num_key_value_heads,
         "letter_after_word": args.letter_after_word,
         "held_out": args.held_out,
         "chance": 0.25,
