@@ -35,6 +35,8 @@ NUMERIC_TYPES = frozenset({"numerical", "numeric", "number", "regression"})
 # followed by a plain space is not accepted, so "a red circle" is not read as option A.
 _CHOICE = re.compile(r"\(?([A-Za-z])\)?(?:[.:)](?:\s.*)?)?", re.DOTALL)
 _CHOICE_IN_PARENS = re.compile(r"\(([A-Za-z])\)(?:\s.*)?", re.DOTALL)
+# The text of an option after its letter: "B. red", "B) red", "(B) red" -> "red".
+_OPTION_TEXT = re.compile(r"\s*\(?[A-Za-z]\)?[.:)]?\s*(.*)", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -91,11 +93,11 @@ def option_letter(text: str, options: list[str] | None) -> str | None:
     wanted = normalise_text(text)
     if not wanted or not options:
         return None
-    letters = {
-        normalise_choice(option)
-        for option in options
-        if isinstance(option, str) and normalise_text(option.partition(".")[2]) == wanted
-    }
+    letters = set()
+    for option in options:
+        match = _OPTION_TEXT.fullmatch(option) if isinstance(option, str) else None
+        if match is not None and normalise_text(match.group(1)) == wanted:
+            letters.add(normalise_choice(option))
     letters.discard(None)
     return letters.pop() if len(letters) == 1 else None
 

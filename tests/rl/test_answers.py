@@ -142,6 +142,9 @@ def test_option_letter():
     assert option_letter("green", None) is None
     assert option_letter("red", ["A. red", "B. red"]) is None  # ambiguous
     assert option_letter("red", ["red", "B. blue"]) is None  # an option without a letter
+    assert option_letter("red", ["(A) blue", "(B) red"]) == "B"
+    assert option_letter("red", ["A) blue", "B) red"]) == "B"
+    assert option_letter("red", ["12", None, "", "B. red"]) == "B"  # odd options are skipped
 
 
 def test_is_correct_tolerance_argument():
