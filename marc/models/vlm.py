@@ -332,6 +332,10 @@ class VideoVLM(nn.Module):
             mm_token_type_ids=mm_token_type_ids,
             video_grid_thw=video_grid_thw,
             attention_mask=attention_mask,
+            # One entry per video, the value transformers assumes when none is given: its own
+            # default has one entry per sequence position, shared by the whole batch, and runs
+            # out when a batch holds more videos than its prompts have tokens.
+            second_per_grid_ts=[1] * len(videos),
         )
         return {
             "input_ids": input_ids,

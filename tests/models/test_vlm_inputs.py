@@ -79,3 +79,12 @@ def test_tiny_prompt_is_short_and_fully_known(vlm):
     ids = vlm.tokenizer(vlm.build_prompt(QUESTION))["input_ids"]
     assert vlm.tokenizer.unk_token_id not in ids
     assert ids.count(vlm.video_token_id) == 1 and len(ids) < 48
+
+
+def test_a_batch_may_hold_more_videos_than_its_prompts_have_tokens(vlm):
+    videos = [random_video(1, 1, 1, seed=i) for i in range(3)]
+    batch = vlm.prepare_inputs(videos, ["a"] * 3)
+    many = vlm.prepare_inputs(videos * 40, ["a"] * 120)
+    assert many["input_ids"].shape[1] < 120  # more videos than positions per sequence
+    assert torch.equal(many["position_ids"][:, :3], batch["position_ids"])
+    assert torch.equal(many["position_ids"][:, 117:], batch["position_ids"])
