@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from marc.data.annotations import MULTIPLE_CHOICE
-from marc.rl.answers import normalise_choice
+from marc.rl.answers import normalise_choice, split_option
 
 
 def format_question(problem: str, options: list[str], problem_type: str) -> str:
@@ -21,8 +21,7 @@ def reference_completion(reasoning: str, answer: str) -> str:
 def chosen_option_text(options: list[str] | None, answer: str) -> str | None:
     """The text of the option ``answer`` names (``"B"`` and ``"B. red"`` give ``"red"``)."""
     letter = normalise_choice(answer)
-    for option in options or []:
-        text = option.partition(".")[2].strip()
-        if letter is not None and normalise_choice(option) == letter and text:
-            return text
+    for parts in map(split_option, options or []):
+        if letter is not None and parts and parts[0] == letter and parts[1]:
+            return parts[1]
     return None

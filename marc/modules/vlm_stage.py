@@ -30,6 +30,13 @@ ARCHITECTURES = ("tiny", "qwen2.5-vl-3b")
 ANSWER_FORMS = ("letter", "option_text")
 
 
+def check_answer_with(answer_with: str) -> str:
+    """``answer_with`` itself when it names an answer form, else a ValueError naming it."""
+    if answer_with not in ANSWER_FORMS:
+        raise ValueError(f"answer_with must be one of {ANSWER_FORMS}, got {answer_with!r}")
+    return answer_with
+
+
 def build_vlm(
     architecture: str = "tiny",
     init_from: str | None = None,
@@ -79,8 +86,7 @@ def sft_target(
     the options): a small model trained from scratch learns the letter lookup far more
     slowly than the question itself (``benchmarks/letter_lookup.py``).
     """
-    if answer_with not in ANSWER_FORMS:
-        raise ValueError(f"answer_with must be one of {ANSWER_FORMS}, got {answer_with!r}")
+    check_answer_with(answer_with)
     if target_events and sample_captions:
         captions = [sample_captions[i] for i in target_events]
         if len(captions) > 1:
@@ -134,8 +140,7 @@ class VideoVLMStage(L.LightningModule):
         seed: int = 0,
     ):
         super().__init__()
-        if answer_with not in ANSWER_FORMS:
-            raise ValueError(f"answer_with must be one of {ANSWER_FORMS}, got {answer_with!r}")
+        check_answer_with(answer_with)
         self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
         self.compressor = compressor if compressor is not None else Identity()
         if budget_tokens is not None:

@@ -84,6 +84,14 @@ def normalise_choice(text: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
+def split_option(option: str) -> tuple[str, str] | None:
+    """Letter and text of an option ("B. red", "B) red", "(B) red" -> ("B", "red")), else None."""
+    letter = normalise_choice(option)
+    if letter is None:
+        return None
+    return letter, _OPTION_TEXT.fullmatch(option).group(1).strip()
+
+
 def option_letter(text: str, options: list[str] | None) -> str | None:
     """Letter of the option whose text is ``text`` (``"red"`` in ``["A. blue", "B. red"]``).
 
@@ -93,12 +101,8 @@ def option_letter(text: str, options: list[str] | None) -> str | None:
     wanted = normalise_text(text)
     if not wanted or not options:
         return None
-    letters = set()
-    for option in options:
-        match = _OPTION_TEXT.fullmatch(option) if isinstance(option, str) else None
-        if match is not None and normalise_text(match.group(1)) == wanted:
-            letters.add(normalise_choice(option))
-    letters.discard(None)
+    parts = (split_option(option) for option in options)
+    letters = {part[0] for part in parts if part and normalise_text(part[1]) == wanted}
     return letters.pop() if len(letters) == 1 else None
 
 

@@ -40,6 +40,8 @@ def test_chosen_option_text_needs_a_matching_letter():
     assert chosen_option_text(OPTIONS, "E") is None
     assert chosen_option_text(["A."], "A") is None
     assert chosen_option_text(None, "A") is None
+    # Options are read by the same parser as scoring uses.
+    assert chosen_option_text(["(A) blue", "(B) red"], "B") == "red"
 
 
 def test_option_text_answers_name_the_option_and_score_as_its_letter():
