@@ -22,6 +22,22 @@ def test_config_instantiates(config, tmp_path, monkeypatch):
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
 
 
+def test_full_teacher_schedule_layers_over_the_stage_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).parents[1] / "configs"
+    demo = MARCCLI(args=["--config", str(root / "teacher.yaml")], run=False)
+    full = MARCCLI(
+        args=["--config", str(root / "teacher.yaml"), "--config", str(root / "full/teacher.yaml")],
+        run=False,
+    )
+    assert (demo.trainer.max_epochs, demo.trainer.limit_train_batches) == (15, 53)
+    assert (full.trainer.max_epochs, full.trainer.limit_train_batches) == (10, 1.0)
+    # Only the schedule changes: same model, data and callbacks.
+    assert full.config.model == demo.config.model
+    assert full.config.data == demo.config.data
+    assert [type(c) for c in full.trainer.callbacks] == [type(c) for c in demo.trainer.callbacks]
+
+
 @pytest.mark.parametrize(
     "compressor",
     ["UniformFrames", "TemporalMeanPool", "ToMe", "RandomDrop", "MemoryAwareMerge", "Identity"],

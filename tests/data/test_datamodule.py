@@ -76,12 +76,13 @@ def test_bad_videos_are_skipped_and_counted(tiny_dataset, tmp_path):
 def test_malformed_rows_skip_or_raise(tiny_dataset, tmp_path):
     root = tmp_path / "rows"
     shutil.copytree(tiny_dataset, root)
+    bad_line = len((root / "train.jsonl").read_text().splitlines()) + 1
     with open(root / "train.jsonl", "a") as f:
         f.write('{"problem": "no solution"}\n')
     dm = VideoQADataModule(data_root=str(root), on_bad_sample="skip")
     dm.dataset("train")
     assert dm.skipped_rows == 1
-    with pytest.raises(ValueError, match="train.jsonl:29: missing field 'problem_type'"):
+    with pytest.raises(ValueError, match=f"train.jsonl:{bad_line}: missing field 'problem_type'"):
         VideoQADataModule(data_root=str(root)).dataset("train")
 
 

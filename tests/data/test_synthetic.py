@@ -10,6 +10,7 @@ from marc.data.synthetic import (
     CELL_CENTRES,
     QUESTION_KINDS,
     GeneratorConfig,
+    _assign_splits,
     _make_events,
     _shape_mask,
     generate_dataset,
@@ -23,6 +24,17 @@ from marc.data.video import read_video
 
 def _files(root):
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_default_dataset_splits():
+    # The README and configs count on 2,160 training videos (8,640 questions) and 120 each
+    # for validation and test (480 questions).
+    cfg = GeneratorConfig()
+    assert Counter(_assign_splits(cfg.num_videos, cfg.split_fractions)) == {
+        "train": 2160,
+        "val": 120,
+        "test": 120,
+    }
 
 
 def test_same_seed_gives_identical_files(tmp_path):
