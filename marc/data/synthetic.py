@@ -92,8 +92,8 @@ class GeneratorConfig:
     """Options of the generator; the defaults make the embedded default dataset."""
 
     # 2,400 videos: 2,160 train, 120 val, 120 test. With the former 300 (210 train) the tiny
-    # teacher memorised its training set and stopped improving at ~0.35 validation accuracy;
-    # with 2,160 training videos it kept learning (README, Results).
+    # teacher stopped improving at ~0.35 validation accuracy whatever else was changed; with
+    # 2,160 training videos the same model kept learning (README, Results).
     num_videos: int = 2400
     num_frames: int = 64
     frame_size: int = 112
