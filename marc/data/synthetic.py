@@ -280,10 +280,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
         stream.options = {"crf": "12", "preset": "medium", "threads": "1"}
         stream.codec_context.thread_count = 1
         for frame in frames:
-            # Converted to yuv420p here: left to the encoder, the conversion made some videos
-            # encode to different bytes on every call (tests/data/test_synthetic.py).
-            picture = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
-            for packet in stream.encode(picture):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
