@@ -4,6 +4,9 @@ A question is answered by its target event(s); a retrieved clip hits when its mi
 lies inside a target event. Three figures are measured side by side on the same questions:
 
 - the retriever's recall@1 (and @k): the top clip(s) it returns for the question;
+- its answer recall@1: the top clip holds the event that answers the question (the last
+  of its target events: for "which background comes right after X?" the event after X,
+  which a retriever with a temporal relation head moves to);
 - random clips: the expected recall of picking clips uniformly from the same segmentation;
 - uniform one-frame sampling: the fraction of questions whose target event contains the
   frame that sampling one frame uniformly keeps (the middle frame).
@@ -70,6 +73,7 @@ def evaluate(
 ) -> dict:
     """Retriever recall@1 and @k, random-clip recall@1 and @k, and the uniform-frame hit rate."""
     sums = {"retriever@1": 0.0, f"retriever@{k}": 0.0, "random@1": 0.0, f"random@{k}": 0.0}
+    sums.update({"answer@1": 0.0, "random_answer@1": 0.0})
     uniform_hits, clip_counts = 0, {}
     current_id, frames, clips = None, None, []
     for row in rows:
@@ -87,6 +91,8 @@ def evaluate(
         sums[f"retriever@{k}"] += any(clip_hits(span, targets) for _, span in ranked)
         sums["random@1"] += random_clip_recall(clips, targets, 1)
         sums[f"random@{k}"] += random_clip_recall(clips, targets, k)
+        sums["answer@1"] += clip_hits(ranked[0][1], targets[-1:])
+        sums["random_answer@1"] += random_clip_recall(clips, targets[-1:], 1)
         uniform_hits += uniform_frame_hit(len(frames), targets)
     count = max(len(rows), 1)
     return {
@@ -97,6 +103,8 @@ def evaluate(
         f"recall_at_{k}": round(sums[f"retriever@{k}"] / count, 4),
         "random_clip_recall_at_1": round(sums["random@1"] / count, 4),
         f"random_clip_recall_at_{k}": round(sums[f"random@{k}"] / count, 4),
+        "answer_recall_at_1": round(sums["answer@1"] / count, 4),
+        "random_clip_answer_recall_at_1": round(sums["random_answer@1"] / count, 4),
         "uniform_frame_hit_rate": round(uniform_hits / count, 4),
     }
 

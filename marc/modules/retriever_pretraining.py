@@ -6,6 +6,11 @@ over clip/caption pairs and question/clip pairs. The candidates of a question ar
 clips of the batch: in-batch negatives, and the other events of its own video as hard
 negatives. Validation ranks the clips of each question's own (held-out) video and logs
 recall@1, recall@5 and MRR with torchmetrics.
+
+When the query encoder has a temporal relation head (``max_offset > 0``) it is trained with
+cross-entropy on each question's offset: the first of its ``target_events`` is the event
+the question names, the last the one that answers it (the same one for a one-event
+question, offset 0); validation logs the head's accuracy as ``val/offset_acc``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import math
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
@@ -45,6 +52,13 @@ def batch_clips(
     return clips, captions, positives, first_clip
 
 
+def offset_labels(targets: list[list[int]], max_offset: int) -> torch.Tensor:
+    """Class of each question's answer offset (last target minus first, clamped to
+    ``±max_offset``), as the relation head numbers them (class 0 is ``-max_offset``)."""
+    offsets = [max(-max_offset, min(max_offset, t[-1] - t[0])) for t in targets]
+    return torch.tensor(offsets, dtype=torch.long) + max_offset
+
+
 def multi_positive_infonce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ``-log(sum_pos exp / sum_all exp)``; rows without positives skipped."""
     has_positive = positive.any(dim=1)
@@ -61,6 +75,7 @@ class RetrieverPretraining(L.LightningModule):
         temperature: initial softmax temperature (learnable unless ``learn_temperature``
             is false).
         caption_weight / question_weight: weights of the two InfoNCE terms.
+        offset_weight: weight of the relation head's cross-entropy (when it has one).
         optimizer / lr_scheduler: injected from YAML.
     """
 
@@ -72,6 +87,7 @@ class RetrieverPretraining(L.LightningModule):
         learn_temperature: bool = True,
         caption_weight: float = 1.0,
         question_weight: float = 1.0,
+        offset_weight: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
@@ -100,6 +116,8 @@ class RetrieverPretraining(L.LightningModule):
                 "mrr": RetrievalMRR(),
             }
         )
+        # A metric object (not two counters) so several processes' hits are summed.
+        self.val_offset_acc = MeanMetric()
 
     def scale(self) -> torch.Tensor:
         """Inverse temperature, clamped as in CLIP so training cannot blow up."""
@@ -110,7 +128,7 @@ class RetrieverPretraining(L.LightningModule):
         clips, captions, positives, _ = batch_clips(batch)
         clip_emb = self.clip_encoder(clips)
         caption_emb = self.query_encoder(captions)
-        question_emb = self.query_encoder(batch["problem"])
+        question_emb, offset_logits = self.query_encoder.embed_with_offsets(batch["problem"])
         scale = self.scale()
         same = torch.eye(len(clips), dtype=torch.bool, device=clip_emb.device)
         # Identical captions (two events alike) are positives of each other, not negatives.
@@ -132,7 +150,12 @@ class RetrieverPretraining(L.LightningModule):
         )
         hp = self.hparams
         loss = hp.caption_weight * caption_loss + hp.question_weight * question_loss
-        return {"loss": loss, "caption_loss": caption_loss, "question_loss": question_loss}
+        losses = {"caption_loss": caption_loss, "question_loss": question_loss}
+        if offset_logits is not None:
+            labels = offset_labels(batch["target_events"], self.query_encoder.max_offset)
+            losses["offset_loss"] = F.cross_entropy(offset_logits, labels.to(clip_emb.device))
+            loss = loss + hp.offset_weight * losses["offset_loss"]
+        return {"loss": loss, **losses}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if not batch.get("batch_size"):
@@ -154,7 +177,11 @@ class RetrieverPretraining(L.LightningModule):
             return
         clips, _, _, first_clip = batch_clips(batch)
         clip_emb = self.clip_encoder(clips)
-        question_emb = self.query_encoder(batch["problem"])
+        question_emb, offset_logits = self.query_encoder.embed_with_offsets(batch["problem"])
+        if offset_logits is not None:
+            labels = offset_labels(batch["target_events"], self.query_encoder.max_offset)
+            hits = offset_logits.argmax(-1) == labels.to(offset_logits.device)
+            self.val_offset_acc.update(hits.float())
         offset = batch_idx * 10_000  # question indexes unique across batches
         for row, (video_id, spans, targets) in enumerate(
             zip(batch["video_id"], batch["event_spans"], batch["target_events"])
@@ -171,6 +198,9 @@ class RetrieverPretraining(L.LightningModule):
         for name, metric in self.val_metrics.items():
             self.log(f"val/{name}", metric.compute())
             metric.reset()
+        if self.val_offset_acc.update_count:
+            self.log("val/offset_acc", self.val_offset_acc.compute())
+        self.val_offset_acc.reset()
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])

@@ -133,6 +133,12 @@ class QueryEncoder(nn.Module):
     embedded default; with ``pretrained`` a local transformers model directory (a text
     model, or a dual-encoder such as CLIP / SigLIP whose text tower is used) and its
     tokenizer. ``init_config`` holds the constructor arguments.
+
+    With ``max_offset > 0`` a temporal relation head reads the same pooled text and
+    classifies where the clip that answers a question lies relative to the clip it names,
+    in clips from ``-max_offset`` to ``+max_offset`` ("which background comes right after
+    X?" names X and is answered by the clip after it: offset +1). Similarity alone can only
+    find the named clip; the retriever moves each match by the predicted offset.
     """
 
     def __init__(
@@ -144,8 +150,11 @@ class QueryEncoder(nn.Module):
         intermediate_size: int = 256,
         max_length: int = 64,
         pretrained: str | None = None,
+        max_offset: int = 0,
     ):
         super().__init__()
+        if max_offset < 0:
+            raise ValueError(f"max_offset must be at least 0, got {max_offset}")
         self.init_config = {
             "embed_dim": embed_dim,
             "hidden_size": hidden_size,
@@ -154,8 +163,10 @@ class QueryEncoder(nn.Module):
             "intermediate_size": intermediate_size,
             "max_length": max_length,
             "pretrained": pretrained,
+            "max_offset": max_offset,
         }
         self.max_length = max_length
+        self.max_offset = max_offset
         if pretrained is not None:
             self.tokenizer = AutoTokenizer.from_pretrained(pretrained)
             model = AutoModel.from_pretrained(pretrained)
@@ -176,6 +187,7 @@ class QueryEncoder(nn.Module):
             self.text_model = BertModel(config, add_pooling_layer=False)
             hidden = hidden_size
         self.projection = nn.Linear(hidden, embed_dim)
+        self.offset_head = nn.Linear(hidden, 2 * max_offset + 1) if max_offset else None
 
     @classmethod
     def from_pretrained(
@@ -198,8 +210,8 @@ class QueryEncoder(nn.Module):
         device = self.projection.weight.device
         return {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
-        """Embed texts into unit vectors ``[N, D]``."""
+    def pooled(self, texts: list[str]) -> torch.Tensor:
+        """Mean of the text model's last hidden states over real tokens, ``[N, hidden]``."""
         if isinstance(texts, str):
             texts = [texts]
         if len(texts) == 0:
@@ -207,8 +219,27 @@ class QueryEncoder(nn.Module):
         batch = self.tokenize(texts)
         hidden = self.text_model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return F.normalize(self.projection(pooled.float()), dim=-1)
+        return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Embed texts into unit vectors ``[N, D]``."""
+        return F.normalize(self.projection(self.pooled(texts)), dim=-1)
+
+    def embed_with_offsets(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unit embeddings ``[N, D]`` and offset logits ``[N, 2 * max_offset + 1]`` (class
+        ``i`` is offset ``i - max_offset``), from one pass; logits are None without a head."""
+        pooled = self.pooled(texts)
+        embeddings = F.normalize(self.projection(pooled), dim=-1)
+        logits = self.offset_head(pooled) if self.offset_head is not None else None
+        return embeddings, logits
+
+    def predict_offsets(self, texts: list[str]) -> list[int]:
+        """The most likely offset of each text's answer clip from its named clip (0s without
+        a relation head)."""
+        if self.offset_head is None:
+            return [0] * (1 if isinstance(texts, str) else len(texts))
+        _, logits = self.embed_with_offsets(texts)
+        return (logits.argmax(-1) - self.max_offset).tolist()
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Embed a list of strings into unit vectors ``[N, D]``."""

@@ -27,6 +27,7 @@ class RetrievalResult:
     spans: list[Span]
     scores: list[float]
     clip_indices: list[int]
+    offset: int = 0  # the query's predicted offset from the matched clips (see retrieve)
 
 
 def reconstruct_video(
@@ -119,20 +120,48 @@ class VisualMemoryRetriever:
     def retrieve(
         self, video_id: str, frames: torch.Tensor, question: str, k: int | None = None
     ) -> RetrievalResult:
-        """The top-k clips of this video for the question, reconstructed in time order."""
+        """The top-k clips of this video for the question, reconstructed in time order.
+
+        With a temporal relation head on the query encoder, each of the k best-matching
+        clips is replaced by the clip ``offset`` places from it (clamped to the video's
+        first and last clip); a moved clip keeps the score of the match it came from, and
+        two matches moved onto one clip keep it once, with the better score.
+        """
         k = self.k if k is None else k
         self.index_video(video_id, frames)
         with _inference(self.query_encoder):
-            query = self.query_encoder.encode_texts([question])
+            query, offset_logits = self.query_encoder.embed_with_offsets([question])
+        offset = 0
+        if offset_logits is not None:
+            offset = int(offset_logits[0].argmax()) - self.query_encoder.max_offset
         results = self.memory.search(query, k, video_id=video_id)[0]
-        chosen = sorted(results, key=lambda r: r.metadata["span"][0])
-        spans = [(r.metadata["span"][0], r.metadata["span"][1]) for r in chosen]
+        chosen = {r.metadata["clip_index"]: (r.metadata, r.score) for r in results}
+        if offset:
+            chosen = self._moved(video_id, list(chosen.values()), offset)
+        order = sorted(chosen.values(), key=lambda item: item[0]["span"][0])
+        spans = [(meta["span"][0], meta["span"][1]) for meta, _ in order]
         return RetrievalResult(
             frames=reconstruct_video(frames, spans, self.max_clip_frames),
             spans=spans,
-            scores=[r.score for r in chosen],
-            clip_indices=[r.metadata["clip_index"] for r in chosen],
+            scores=[score for _, score in order],
+            clip_indices=[meta["clip_index"] for meta, _ in order],
+            offset=offset,
         )
+
+    def _moved(
+        self, video_id: str, matches: list[tuple[dict, float]], offset: int
+    ) -> dict[int, tuple[dict, float]]:
+        """Each match moved ``offset`` clips along its video, keyed by clip index."""
+        clips = {}
+        for item_id in self.memory.ids_of_video(video_id):
+            meta = self.memory.metadata_of(item_id)
+            clips[meta["clip_index"]] = meta
+        first, last = min(clips), max(clips)
+        moved: dict[int, tuple[dict, float]] = {}
+        for meta, score in sorted(matches, key=lambda item: -item[1]):
+            index = min(max(meta["clip_index"] + offset, first), last)
+            moved.setdefault(index, (clips[index], score))
+        return moved
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Save encoders, segmenter, k and memory to ``directory`` (atomically)."""

@@ -8,7 +8,7 @@ from callbacks.memory_index import MemoryIndexCallback
 from marc.data.datamodule import VideoQADataModule
 from marc.data.synthetic import GeneratorConfig
 from marc.data.video import VideoDecodeError
-from marc.modules.retriever_pretraining import RetrieverPretraining, batch_clips
+from marc.modules.retriever_pretraining import RetrieverPretraining, batch_clips, offset_labels
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 from marc.retrieval.retriever import VisualMemoryRetriever
 
@@ -118,3 +118,34 @@ def test_indexing_skips_bad_videos_only_when_asked(data, tmp_path):
     callback.build(module, VideoQADataModule(**kwargs, on_bad_sample="skip"))
     memory = VisualMemoryRetriever.from_pretrained(tmp_path / "r").memory
     assert not memory.has_video("video_00000") and memory.has_video("video_00001")
+
+
+def test_offset_labels_point_from_the_named_event_to_the_answering_one():
+    labels = offset_labels([[2], [1, 2], [3, 0], [0, 3]], max_offset=2)
+    # Offsets 0, +1, -3 (clamped to -2), +3 (clamped to +2); class = offset + max_offset.
+    assert labels.tolist() == [2, 3, 0, 4]
+
+
+def test_relation_head_learns_the_offsets_of_one_batch(data):
+    L.seed_everything(0)
+    module = RetrieverPretraining(
+        clip_encoder=ClipEncoder(image_size=56),
+        query_encoder=QueryEncoder(max_offset=1),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3),
+    )
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    labels = offset_labels(batch["target_events"], 1)
+    assert {0, 1} <= set((labels - 1).tolist())  # the batch has order and one-event questions
+    optimizer = module.configure_optimizers()
+    for _ in range(30):
+        losses = module.contrastive_loss(batch)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert losses["offset_loss"].item() < 0.1
+    with torch.no_grad():
+        predicted = module.query_encoder.predict_offsets(batch["problem"])
+    assert predicted == (labels - 1).tolist()
+    module.validation_step(batch, 0)
+    assert module.val_offset_acc.compute().item() == 1.0

@@ -133,3 +133,28 @@ def test_init_config_rebuilds_encoders():
     rebuilt_clip.load_state_dict(clip.state_dict())
     rebuilt_query.load_state_dict(query.state_dict())
     assert rebuilt_clip.max_frames_per_clip == 2 and rebuilt_query.embed_dim == 8
+
+
+def test_relation_head_predicts_offsets_from_the_same_pass():
+    torch.manual_seed(0)
+    encoder = QueryEncoder(embed_dim=8, max_offset=2).eval()
+    texts = ["Which background comes right after the navy plain background?", "a"]
+    with torch.no_grad():
+        embeddings, logits = encoder.embed_with_offsets(texts)
+        assert torch.allclose(embeddings, encoder.encode_texts(texts))
+        assert logits.shape == (2, 5)
+        # Class i is offset i - max_offset: force class 4 (offset +2) for every text.
+        encoder.offset_head.weight.zero_()
+        encoder.offset_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
+        assert encoder.predict_offsets(texts) == [2, 2]
+    rebuilt = QueryEncoder(**encoder.init_config)
+    rebuilt.load_state_dict(encoder.state_dict())
+    assert rebuilt.max_offset == 2 and rebuilt.predict_offsets(texts) == [2, 2]
+
+
+def test_query_encoder_without_relation_head_predicts_offset_zero():
+    encoder = QueryEncoder(embed_dim=8)
+    assert encoder.offset_head is None and encoder.embed_with_offsets(["a"])[1] is None
+    assert encoder.predict_offsets(["a", "b"]) == [0, 0]
+    with pytest.raises(ValueError, match="max_offset"):
+        QueryEncoder(max_offset=-1)

@@ -101,3 +101,52 @@ def test_indexing_leaves_encoders_in_their_mode(retriever):
     assert retriever.clip_encoder.training
     after = retriever.clip_encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no batch-norm stat updates
+
+
+def _relational_retriever(offset: int, k: int) -> VisualMemoryRetriever:
+    """A retriever whose relation head always predicts ``offset`` (max_offset 1)."""
+    torch.manual_seed(0)
+    query_encoder = QueryEncoder(embed_dim=16, max_offset=1)
+    with torch.no_grad():
+        query_encoder.offset_head.weight.zero_()
+        query_encoder.offset_head.bias.copy_(
+            torch.nn.functional.one_hot(torch.tensor(offset + 1), 3)
+        )
+    return VisualMemoryRetriever(
+        ContentChangeSegmenter(), ClipEncoder(embed_dim=16, image_size=56), query_encoder, k=k
+    )
+
+
+def test_relation_head_moves_the_match_to_its_neighbour():
+    frames = _video()
+    all_spans = [(0, 10), (10, 22), (22, 30), (30, 41)]
+    matched = _relational_retriever(0, k=1).retrieve("v", frames, QUESTION)
+    assert matched.offset == 0 and len(matched.clip_indices) == 1
+    for offset in (1, -1):
+        moved = _relational_retriever(offset, k=1).retrieve("v", frames, QUESTION)
+        expected = min(max(matched.clip_indices[0] + offset, 0), 3)
+        assert moved.offset == offset and moved.clip_indices == [expected]
+        assert moved.scores == matched.scores  # a moved clip keeps its match's score
+        assert moved.spans == [all_spans[expected]]
+        assert torch.equal(moved.frames, frames[slice(*all_spans[expected])])
+
+
+def test_moved_matches_are_clamped_to_the_video_and_kept_once():
+    frames = _video()
+    every = _relational_retriever(0, k=4).retrieve("v", frames, QUESTION)
+    moved = _relational_retriever(1, k=4).retrieve("v", frames, QUESTION)
+    assert every.clip_indices == [0, 1, 2, 3]
+    # Clips 0..3 move to 1, 2, 3 and 3 (clamped): the last clip once, with the better score.
+    assert moved.clip_indices == [1, 2, 3]
+    assert moved.scores == [every.scores[0], every.scores[1], max(every.scores[2:])]
+
+
+def test_saved_retriever_keeps_its_relation_head(tmp_path):
+    retriever = _relational_retriever(-1, k=1)
+    frames = _video()
+    before = retriever.retrieve("v", frames, QUESTION)
+    retriever.save_pretrained(tmp_path / "saved")
+    loaded = VisualMemoryRetriever.from_pretrained(tmp_path / "saved")
+    assert loaded.query_encoder.max_offset == 1
+    after = loaded.retrieve("v", frames, QUESTION)
+    assert after.offset == -1 and after.clip_indices == before.clip_indices
