@@ -72,8 +72,8 @@ def evaluate(
     retriever: VisualMemoryRetriever, rows: list[dict], data_root: Path, k: int = 3
 ) -> dict:
     """Retriever recall@1 and @k, random-clip recall@1 and @k, and the uniform-frame hit rate."""
-    sums = {"retriever@1": 0.0, f"retriever@{k}": 0.0, "random@1": 0.0, f"random@{k}": 0.0}
-    sums.update({"answer@1": 0.0, "random_answer@1": 0.0})
+    # Keyed by figure, not by k: with k = 1 the "@k" figures are separate sums of their own.
+    sums = dict.fromkeys(("top1", "topk", "random1", "randomk", "answer1", "random_answer1"), 0.0)
     uniform_hits, clip_counts = 0, {}
     current_id, frames, clips = None, None, []
     for row in rows:
@@ -87,24 +87,24 @@ def evaluate(
         targets = target_spans(row)
         result = retriever.retrieve(current_id, frames, row["problem"], k=k)
         ranked = sorted(zip(result.scores, result.spans), reverse=True)
-        sums["retriever@1"] += clip_hits(ranked[0][1], targets)
-        sums[f"retriever@{k}"] += any(clip_hits(span, targets) for _, span in ranked)
-        sums["random@1"] += random_clip_recall(clips, targets, 1)
-        sums[f"random@{k}"] += random_clip_recall(clips, targets, k)
-        sums["answer@1"] += clip_hits(ranked[0][1], targets[-1:])
-        sums["random_answer@1"] += random_clip_recall(clips, targets[-1:], 1)
+        sums["top1"] += clip_hits(ranked[0][1], targets)
+        sums["topk"] += any(clip_hits(span, targets) for _, span in ranked)
+        sums["random1"] += random_clip_recall(clips, targets, 1)
+        sums["randomk"] += random_clip_recall(clips, targets, k)
+        sums["answer1"] += clip_hits(ranked[0][1], targets[-1:])
+        sums["random_answer1"] += random_clip_recall(clips, targets[-1:], 1)
         uniform_hits += uniform_frame_hit(len(frames), targets)
     count = max(len(rows), 1)
     return {
         "questions": len(rows),
         "videos": len(clip_counts),
         "mean_clips_per_video": round(sum(clip_counts.values()) / max(len(clip_counts), 1), 3),
-        "recall_at_1": round(sums["retriever@1"] / count, 4),
-        f"recall_at_{k}": round(sums[f"retriever@{k}"] / count, 4),
-        "random_clip_recall_at_1": round(sums["random@1"] / count, 4),
-        f"random_clip_recall_at_{k}": round(sums[f"random@{k}"] / count, 4),
-        "answer_recall_at_1": round(sums["answer@1"] / count, 4),
-        "random_clip_answer_recall_at_1": round(sums["random_answer@1"] / count, 4),
+        "recall_at_1": round(sums["top1"] / count, 4),
+        f"recall_at_{k}": round(sums["topk"] / count, 4),
+        "random_clip_recall_at_1": round(sums["random1"] / count, 4),
+        f"random_clip_recall_at_{k}": round(sums["randomk"] / count, 4),
+        "answer_recall_at_1": round(sums["answer1"] / count, 4),
+        "random_clip_answer_recall_at_1": round(sums["random_answer1"] / count, 4),
         "uniform_frame_hit_rate": round(uniform_hits / count, 4),
     }
 
