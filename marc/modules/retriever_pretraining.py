@@ -52,11 +52,19 @@ def batch_clips(
     return clips, captions, positives, first_clip
 
 
+# Label of a question without target events: cross-entropy and accuracy leave it out.
+NO_OFFSET_LABEL = -100
+
+
 def offset_labels(targets: list[list[int]], max_offset: int) -> torch.Tensor:
     """Class of each question's answer offset (last target minus first, clamped to
-    ``±max_offset``), as the relation head numbers them (class 0 is ``-max_offset``)."""
-    offsets = [max(-max_offset, min(max_offset, t[-1] - t[0])) for t in targets]
-    return torch.tensor(offsets, dtype=torch.long) + max_offset
+    ``±max_offset``), as the relation head numbers them (class 0 is ``-max_offset``);
+    ``NO_OFFSET_LABEL`` for a question without target events."""
+    labels = [
+        max(-max_offset, min(max_offset, t[-1] - t[0])) + max_offset if t else NO_OFFSET_LABEL
+        for t in targets
+    ]
+    return torch.tensor(labels, dtype=torch.long)
 
 
 def multi_positive_infonce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
@@ -151,9 +159,11 @@ class RetrieverPretraining(L.LightningModule):
         hp = self.hparams
         loss = hp.caption_weight * caption_loss + hp.question_weight * question_loss
         losses = {"caption_loss": caption_loss, "question_loss": question_loss}
-        if offset_logits is not None:
-            labels = offset_labels(batch["target_events"], self.query_encoder.max_offset)
-            losses["offset_loss"] = F.cross_entropy(offset_logits, labels.to(clip_emb.device))
+        labels = offset_labels(batch["target_events"], self.query_encoder.max_offset)
+        if offset_logits is not None and (labels != NO_OFFSET_LABEL).any():
+            losses["offset_loss"] = F.cross_entropy(
+                offset_logits, labels.to(clip_emb.device), ignore_index=NO_OFFSET_LABEL
+            )
             loss = loss + hp.offset_weight * losses["offset_loss"]
         return {"loss": loss, **losses}
 
@@ -180,8 +190,11 @@ class RetrieverPretraining(L.LightningModule):
         question_emb, offset_logits = self.query_encoder.embed_with_offsets(batch["problem"])
         if offset_logits is not None:
             labels = offset_labels(batch["target_events"], self.query_encoder.max_offset)
-            hits = offset_logits.argmax(-1) == labels.to(offset_logits.device)
-            self.val_offset_acc.update(hits.float())
+            labels = labels.to(offset_logits.device)
+            known = labels != NO_OFFSET_LABEL
+            if known.any():
+                hits = offset_logits.argmax(-1)[known] == labels[known]
+                self.val_offset_acc.update(hits.float())
         offset = batch_idx * 10_000  # question indexes unique across batches
         for row, (video_id, spans, targets) in enumerate(
             zip(batch["video_id"], batch["event_spans"], batch["target_events"])

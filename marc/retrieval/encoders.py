@@ -191,10 +191,16 @@ class QueryEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, embed_dim: int = 128, max_length: int = 64
+        cls,
+        path: str | os.PathLike,
+        embed_dim: int = 128,
+        max_length: int = 64,
+        max_offset: int = 0,
     ) -> QueryEncoder:
         """A query encoder over a local transformers text model (or dual encoder) and tokenizer."""
-        return cls(embed_dim=embed_dim, max_length=max_length, pretrained=str(path))
+        return cls(
+            embed_dim=embed_dim, max_length=max_length, pretrained=str(path), max_offset=max_offset
+        )
 
     @property
     def embed_dim(self) -> int:

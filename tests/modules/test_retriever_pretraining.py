@@ -8,7 +8,12 @@ from callbacks.memory_index import MemoryIndexCallback
 from marc.data.datamodule import VideoQADataModule
 from marc.data.synthetic import GeneratorConfig
 from marc.data.video import VideoDecodeError
-from marc.modules.retriever_pretraining import RetrieverPretraining, batch_clips, offset_labels
+from marc.modules.retriever_pretraining import (
+    NO_OFFSET_LABEL,
+    RetrieverPretraining,
+    batch_clips,
+    offset_labels,
+)
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 from marc.retrieval.retriever import VisualMemoryRetriever
 
@@ -121,9 +126,10 @@ def test_indexing_skips_bad_videos_only_when_asked(data, tmp_path):
 
 
 def test_offset_labels_point_from_the_named_event_to_the_answering_one():
-    labels = offset_labels([[2], [1, 2], [3, 0], [0, 3]], max_offset=2)
-    # Offsets 0, +1, -3 (clamped to -2), +3 (clamped to +2); class = offset + max_offset.
-    assert labels.tolist() == [2, 3, 0, 4]
+    labels = offset_labels([[2], [1, 2], [3, 0], [0, 3], []], max_offset=2)
+    # Offsets 0, +1, -3 (clamped to -2), +3 (clamped to +2); class = offset + max_offset;
+    # a question without target events is left out of the loss.
+    assert labels.tolist() == [2, 3, 0, 4, NO_OFFSET_LABEL]
 
 
 def test_relation_head_learns_the_offsets_of_one_batch(data):
@@ -149,3 +155,23 @@ def test_relation_head_learns_the_offsets_of_one_batch(data):
     assert predicted == (labels - 1).tolist()
     module.validation_step(batch, 0)
     assert module.val_offset_acc.compute().item() == 1.0
+
+
+def test_questions_without_target_events_are_left_out_of_the_offset_loss(data):
+    torch.manual_seed(0)
+    module = RetrieverPretraining(
+        clip_encoder=ClipEncoder(image_size=56), query_encoder=QueryEncoder(max_offset=1)
+    ).eval()  # no dropout: the two passes below must see the same features
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    full = module.contrastive_loss(batch)["offset_loss"]
+    keep = len(batch["problem"]) // 2
+    partial = dict(
+        batch, target_events=batch["target_events"][:keep] + [[]] * (len(batch["problem"]) - keep)
+    )
+    labels = offset_labels(batch["target_events"][:keep], 1)
+    with torch.no_grad():
+        logits = module.query_encoder.embed_with_offsets(batch["problem"][:keep])[1]
+        expected = torch.nn.functional.cross_entropy(logits, labels)
+        got = module.contrastive_loss(partial)["offset_loss"]
+    assert torch.isfinite(full) and torch.allclose(got, expected, atol=1e-5)
