@@ -94,6 +94,7 @@ class VideoQADataset(Dataset):
                 "spans": [tuple(s) for s in result.spans],
                 "scores": [float(s) for s in result.scores],
                 "clip_indices": [int(i) for i in result.clip_indices],
+                "offset": int(result.offset),
             }
         return sample
 

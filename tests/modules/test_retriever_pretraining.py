@@ -99,6 +99,7 @@ def test_fit_logs_metrics_and_the_callback_saves_a_working_retriever(data, tmp_p
     )
     sample = served.dataset("test")[0]
     spans = sample["retrieval"]["spans"]
+    assert sample["retrieval"]["offset"] == 0  # this query encoder has no relation head
     assert len(spans) <= 2 and spans == sorted(spans)
     assert sample["retrieved_video"].shape[0] == sum(e - s for s, e in spans)
 
