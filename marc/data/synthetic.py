@@ -277,7 +277,14 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         # High quality and deterministic single-threaded encoding: same seed, same bytes.
-        stream.options = {"crf": "12", "preset": "medium", "threads": "1"}
+        # x264's macroblock tree (on by default) made the same frames encode to different
+        # bytes on some calls, even in one idle process; without it every call agrees.
+        stream.options = {
+            "crf": "12",
+            "preset": "medium",
+            "threads": "1",
+            "x264-params": "mbtree=0",
+        }
         stream.codec_context.thread_count = 1
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
