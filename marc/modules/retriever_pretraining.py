@@ -68,8 +68,14 @@ def offset_labels(targets: list[list[int]], max_offset: int) -> torch.Tensor:
 
 
 def multi_positive_infonce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``-log(sum_pos exp / sum_all exp)``; rows without positives skipped."""
+    """Mean over rows of ``-log(sum_pos exp / sum_all exp)``; rows without positives skipped.
+
+    With no positive in any row there is nothing to pull together: the loss is a zero that
+    keeps the graph (so ``backward`` still works), not the NaN of an empty mean.
+    """
     has_positive = positive.any(dim=1)
+    if not has_positive.any():
+        return logits.sum() * 0.0
     log_norm = torch.logsumexp(logits, dim=1)
     log_pos = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1)
     return (log_norm - log_pos)[has_positive].mean()
@@ -134,6 +140,12 @@ class RetrieverPretraining(L.LightningModule):
     def contrastive_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Both InfoNCE terms of a batch and their weighted sum."""
         clips, captions, positives, _ = batch_clips(batch)
+        if not clips:
+            # Both losses contrast event clips; without event spans there is nothing to learn.
+            raise ValueError(
+                "retriever pretraining needs annotated event spans ('events' in the annotation"
+                f" lines); the videos of this batch have none: {sorted(set(batch['video_id']))}"
+            )
         clip_emb = self.clip_encoder(clips)
         caption_emb = self.query_encoder(captions)
         question_emb, offset_logits = self.query_encoder.embed_with_offsets(batch["problem"])

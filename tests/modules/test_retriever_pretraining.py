@@ -176,3 +176,28 @@ def test_questions_without_target_events_are_left_out_of_the_offset_loss(data):
         expected = torch.nn.functional.cross_entropy(logits, labels)
         got = module.contrastive_loss(partial)["offset_loss"]
     assert torch.isfinite(full) and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_a_batch_without_target_events_trains_on_captions_only(data):
+    torch.manual_seed(0)
+    module = _module()
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    no_targets = dict(batch, target_events=[[] for _ in batch["problem"]])
+    losses = module.contrastive_loss(no_targets)
+    assert losses["question_loss"].item() == 0.0
+    assert torch.isfinite(losses["loss"]) and losses["caption_loss"].item() > 0
+    losses["loss"].backward()
+    grads = [p.grad for p in module.clip_encoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_batch_without_event_spans_names_its_videos(data):
+    module = _module()
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    empty = [[] for _ in batch["problem"]]
+    no_events = dict(batch, event_spans=empty, captions=empty, target_events=empty)
+    with pytest.raises(ValueError, match="event spans") as error:
+        module.contrastive_loss(no_events)
+    assert batch["video_id"][0] in str(error.value)
