@@ -244,7 +244,10 @@ class QueryEncoder(nn.Module):
         a relation head)."""
         if self.offset_head is None:
             return [0] * (1 if isinstance(texts, str) else len(texts))
-        _, logits = self.embed_with_offsets(texts)
+        return self.offsets_from_logits(self.embed_with_offsets(texts)[1])
+
+    def offsets_from_logits(self, logits: torch.Tensor) -> list[int]:
+        """The offset of each row's most likely class (class ``i`` is ``i - max_offset``)."""
         return (logits.argmax(-1) - self.max_offset).tolist()
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:

@@ -133,7 +133,7 @@ class VisualMemoryRetriever:
             query, offset_logits = self.query_encoder.embed_with_offsets([question])
         offset = 0
         if offset_logits is not None:
-            offset = int(offset_logits[0].argmax()) - self.query_encoder.max_offset
+            offset = self.query_encoder.offsets_from_logits(offset_logits)[0]
         results = self.memory.search(query, k, video_id=video_id)[0]
         chosen = {r.metadata["clip_index"]: (r.metadata, r.score) for r in results}
         if offset:
