@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from marc.compression import Budget, Identity, MemoryAwareMerge
-from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
+from marc.models.tiny import qwen2_5_vl_3b_config
 from marc.models.vlm import DEFAULT_SYSTEM_PROMPT, VideoVLM
+from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
 
 QUESTION = (
     "What colour is the circle in the event with the black plain background? "

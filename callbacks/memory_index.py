@@ -16,7 +16,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from marc.data.video import VideoDecodeError
 from marc.retrieval.memory import VideoMemory
-from marc.retrieval.pretrained import save_retriever
 from marc.retrieval.retriever import VisualMemoryRetriever
 from marc.retrieval.segment import ContentChangeSegmenter, Segmenter
 
@@ -96,7 +95,7 @@ class MemoryIndexCallback(L.Callback):
                     continue
                 retriever.index_video(annotation.video_id, frames)
                 videos += 1
-        save_retriever(retriever, self.directory)
+        retriever.save_pretrained(self.directory)
         log.info(
             "indexed %d videos (%d clips) into %s", videos, len(retriever.memory), self.directory
         )

@@ -21,30 +21,46 @@ from pathlib import Path
 
 import numpy as np
 
-# Attribute vocabularies. Background and object colours are disjoint so an object never
-# blends into its background.
-BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
-    "black": (20, 20, 20),
-    "grey": (110, 110, 110),
-    "navy": (20, 30, 110),
-    "brown": (110, 60, 20),
-    "olive": (100, 110, 20),
-    "teal": (10, 100, 100),
-}
-BACKGROUND_PATTERNS = ("plain", "striped", "checkered")
-OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30),
-    "green": (30, 220, 60),
-    "blue": (60, 120, 255),
-    "yellow": (240, 230, 40),
-    "white": (245, 245, 245),
-    "pink": (250, 130, 200),
-}
-SHAPES = ("circle", "square", "triangle", "cross")
-DIRECTIONS = ("left", "right", "up", "down", "still")
-COUNT_WORDS = ("one", "two", "three", "four")
-QUESTION_KINDS = ("attribute", "count", "motion", "order")
-LETTERS = ("A", "B", "C", "D")
+from marc.vocabulary import (
+    BACKGROUND_COLOURS,
+    BACKGROUND_PATTERNS,
+    COUNT_WORDS,
+    DIRECTIONS,
+    LETTERS,
+    OBJECT_COLOURS,
+    QUESTION_KINDS,
+    QUESTION_TEMPLATES,
+    SHAPES,
+)
+
+# Colours of the vocabulary's names. Background and object colours are disjoint so an
+# object never blends into its background.
+BACKGROUND_RGB: dict[str, tuple[int, int, int]] = dict(
+    zip(
+        BACKGROUND_COLOURS,
+        [
+            (20, 20, 20),
+            (110, 110, 110),
+            (20, 30, 110),
+            (110, 60, 20),
+            (100, 110, 20),
+            (10, 100, 100),
+        ],
+    )
+)
+OBJECT_RGB: dict[str, tuple[int, int, int]] = dict(
+    zip(
+        OBJECT_COLOURS,
+        [
+            (230, 30, 30),
+            (30, 220, 60),
+            (60, 120, 255),
+            (240, 230, 40),
+            (245, 245, 245),
+            (250, 130, 200),
+        ],
+    )
+)
 
 # Centres of the 2x2 layout cells objects are placed in, as fractions of the frame size.
 CELL_CENTRES = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))
@@ -123,39 +139,6 @@ class GeneratorConfig:
             )
 
 
-def vocabulary() -> list[str]:
-    """Every word the generated questions, options, captions and answers use."""
-    words: set[str] = set()
-    for text in _TEMPLATE_TEXTS:
-        words.update(w for w in tokenize_words(text) if not w.startswith("{"))
-    for group in (BACKGROUND_COLOURS, BACKGROUND_PATTERNS, OBJECT_COLOURS, SHAPES, DIRECTIONS):
-        words.update(group)
-    words.update(COUNT_WORDS)
-    words.update(LETTERS)
-    words.update(["moves", "stays", "still", "with", "and", "a", "background"])
-    # Both cases, so a lower-casing tokenizer and a case-keeping one both cover the texts.
-    return sorted(words | {w.lower() for w in words})
-
-
-def tokenize_words(text: str) -> list[str]:
-    """Split text into the word-level units of the embedded default (punctuation apart)."""
-    for mark in ".,?:;()":
-        text = text.replace(mark, f" {mark} ")
-    return text.split()
-
-
-_TEMPLATE_TEXTS = [
-    "What colour is the {shape} in the event with {event}?",
-    "What shape is the {colour} object in the event with {event}?",
-    "How many objects are there in the event with {event}?",
-    "In which direction does the {colour} {shape} move in the event with {event}?",
-    "Which background comes right after {event}?",
-    "Select the best answer to the following multiple-choice question based on the video.",
-    "the answer is",
-    "Options:",
-]
-
-
 def _split_lengths(rng: random.Random, total: int, parts: int, minimum: int) -> list[int]:
     """Random positive lengths summing to ``total``, each at least ``minimum``."""
     if parts * minimum > total:
@@ -226,7 +209,7 @@ def _shape_mask(shape: str, size: int, yy: np.ndarray, xx: np.ndarray, cx: float
 
 def _background(event: Event, size: int) -> np.ndarray:
     """The background image of an event, uint8 [H, W, 3]."""
-    base = np.array(BACKGROUND_COLOURS[event.background], dtype=np.float32)
+    base = np.array(BACKGROUND_RGB[event.background], dtype=np.float32)
     img = np.broadcast_to(base, (size, size, 3)).copy()
     yy, xx = np.mgrid[0:size, 0:size]
     period = max(size // 7, 4)
@@ -256,7 +239,7 @@ def render_event_frames(event: Event, cfg: GeneratorConfig) -> np.ndarray:
             step_x, step_y = _DIRECTION_STEP[obj.direction]
             cx = obj.start_xy[0] * size + step_x * speed * (t - (length - 1) / 2)
             cy = obj.start_xy[1] * size + step_y * speed * (t - (length - 1) / 2)
-            frame[_shape_mask(obj.shape, obj_size, yy, xx, cx, cy)] = OBJECT_COLOURS[obj.colour]
+            frame[_shape_mask(obj.shape, obj_size, yy, xx, cx, cy)] = OBJECT_RGB[obj.colour]
         frames[t] = frame
     return frames
 
@@ -317,7 +300,7 @@ def _questions_for_video(rng: random.Random, events: list[Event]) -> list[dict]:
         if kind == "order":
             target = rng.randrange(len(events) - 1)
             event, after = events[target], events[target + 1]
-            problem = f"Which background comes right after {event.name}?"
+            problem = QUESTION_TEMPLATES["order"].format(event=event.name)
             pool = [f"{c} {p}" for c in BACKGROUND_COLOURS for p in BACKGROUND_PATTERNS]
             pool = [p for p in pool if p != f"{event.background} {event.pattern}"]
             correct = f"{after.background} {after.pattern}"
@@ -329,20 +312,21 @@ def _questions_for_video(rng: random.Random, events: list[Event]) -> list[dict]:
             targets = [target]
             if kind == "attribute":
                 if rng.random() < 0.5:
-                    problem = f"What colour is the {obj.shape} in the event with {event.name}?"
+                    problem = QUESTION_TEMPLATES["colour_of_shape"].format(
+                        shape=obj.shape, event=event.name
+                    )
                     pool, correct = list(OBJECT_COLOURS), obj.colour
                 else:
-                    problem = (
-                        f"What shape is the {obj.colour} object in the event with {event.name}?"
+                    problem = QUESTION_TEMPLATES["shape_of_colour"].format(
+                        colour=obj.colour, event=event.name
                     )
                     pool, correct = list(SHAPES), obj.shape
             elif kind == "count":
-                problem = f"How many objects are there in the event with {event.name}?"
+                problem = QUESTION_TEMPLATES["count"].format(event=event.name)
                 pool, correct = list(COUNT_WORDS), COUNT_WORDS[len(event.objects) - 1]
             else:
-                problem = (
-                    f"In which direction does the {obj.colour} {obj.shape} move "
-                    f"in the event with {event.name}?"
+                problem = QUESTION_TEMPLATES["motion"].format(
+                    colour=obj.colour, shape=obj.shape, event=event.name
                 )
                 pool, correct = list(DIRECTIONS), obj.direction
         options, solution = _options_with_answer(rng, correct, pool, letter)

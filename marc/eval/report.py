@@ -30,8 +30,8 @@ from marc.compression import (
     UniformFrames,
 )
 from marc.data.datamodule import VideoQADataModule
-from marc.data.synthetic import QUESTION_KINDS
 from marc.modules.evaluation import VideoQAEvaluation
+from marc.vocabulary import QUESTION_KINDS
 
 log = logging.getLogger(__name__)
 

@@ -1,109 +1,22 @@
-"""Qwen2.5-VL configurations (small test sizes and the exact 3B one) and the tiny tokenizer.
+"""Qwen2.5-VL configurations: small test sizes and the exact 3B architecture.
 
-The embedded default trains a small Qwen2.5-VL from scratch, so it needs a matching small
-config and a word-level tokenizer over the words of the synthetic dataset
-(:func:`marc.data.synthetic.vocabulary`). Word level means every word of a question, caption
-or completion is one token, and completions round-trip exactly through encode and decode.
+The embedded default trains a small Qwen2.5-VL from scratch; its config here takes the
+control-token ids of the word-level tokenizer (``marc.vocabulary.build_tiny_tokenizer``).
 """
 
 from __future__ import annotations
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig
+from transformers import Qwen2_5_VLConfig
 
-from marc.data.synthetic import LETTERS, vocabulary
-
-PAD_TOKEN = "<pad>"
-UNK_TOKEN = "<unk>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-VISION_START = "<|vision_start|>"
-VISION_END = "<|vision_end|>"
-VIDEO_PAD = "<|video_pad|>"
-IMAGE_PAD = "<|image_pad|>"
-# Control tokens: dropped by decode(skip_special_tokens=True).
-SPECIAL_TOKENS = (
-    PAD_TOKEN,
-    UNK_TOKEN,
-    IM_START,
+from marc.vocabulary import (
     IM_END,
-    VISION_START,
-    VISION_END,
-    VIDEO_PAD,
     IMAGE_PAD,
+    PAD_TOKEN,
+    TINY_TOKEN_IDS,
+    VIDEO_PAD,
+    VISION_END,
+    VISION_START,
 )
-# Reasoning tags: whole tokens that survive decoding, so rewards can parse them.
-TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
-PUNCTUATION = ".,?:;()"
-EXTRA_WORDS = ("system", "user", "assistant", "\n", "think", "then", "first")
-DIGITS = tuple("0123456789")
-
-# Ids are fixed by the order above, so configs can name them without a tokenizer at hand.
-TINY_TOKEN_IDS = {token: index for index, token in enumerate(SPECIAL_TOKENS + TAG_TOKENS)}
-# Where Qwen2.5-VL keeps its control tokens: the tiny tokenizer built with these ids drives
-# a full-size Qwen2.5-VL config (random weights) without the real tokenizer files.
-QWEN2_5_VL_TOKEN_IDS = {
-    PAD_TOKEN: 151643,
-    IM_START: 151644,
-    IM_END: 151645,
-    VISION_START: 151652,
-    VISION_END: 151653,
-    IMAGE_PAD: 151655,
-    VIDEO_PAD: 151656,
-}
-
-
-def tiny_vocabulary() -> list[str]:
-    """Every token of the tiny tokenizer in id order: specials, tags, then words."""
-    tokens = list(SPECIAL_TOKENS + TAG_TOKENS)
-    # The normaliser lowercases text, so only the answer letters need an upper-case entry.
-    words = {w if w in LETTERS else w.lower() for w in vocabulary()}
-    words |= set(EXTRA_WORDS) | set(DIGITS) | set(LETTERS) | set(PUNCTUATION)
-    tokens += sorted(words - set(tokens))
-    return tokens
-
-
-def build_tiny_tokenizer(token_ids: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer of the embedded default; eos ``<|im_end|>``, pad ``<pad>``.
-
-    ``token_ids`` moves named tokens to other ids (e.g. :data:`QWEN2_5_VL_TOKEN_IDS`); the
-    other tokens keep consecutive ids from 0 in :func:`tiny_vocabulary` order.
-    """
-    token_ids = token_ids or {}
-    free = (
-        i for i in range(len(tiny_vocabulary()) + len(token_ids)) if i not in token_ids.values()
-    )
-    vocab = {token: token_ids.get(token, -1) for token in tiny_vocabulary()}
-    vocab = {token: index if index >= 0 else next(free) for token, index in vocab.items()}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
-    tokenizer.normalizer = normalizers.Lowercase()
-    # Same units as marc.data.synthetic.tokenize_words, plus newlines kept as tokens (the chat
-    # template uses them) and numbers split into digits.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(r"[^\S\n]+"), behavior="removed"),
-            pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"),
-            pre_tokenizers.Split(Regex(f"[{PUNCTUATION}]".replace("(", r"\(")), "isolated"),
-            pre_tokenizers.Digits(individual_digits=True),
-        ]
-    )
-    # WordPiece with an unused prefix and no cleanup simply joins tokens with spaces.
-    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer.add_special_tokens(
-        [AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS]
-    )
-    tokenizer.add_tokens([AddedToken(token, normalized=False) for token in TAG_TOKENS])
-    # Answer letters keep their case (the normaliser lowercases everything else, and the
-    # article "a" is a different word); single_word stops them matching inside words.
-    tokenizer.add_tokens([AddedToken(x, single_word=True, normalized=False) for x in LETTERS])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token=IM_END,
-        pad_token=PAD_TOKEN,
-        unk_token=UNK_TOKEN,
-        padding_side="left",
-        clean_up_tokenization_spaces=False,
-    )
 
 
 def _mrope_section(head_dim: int) -> list[int]:

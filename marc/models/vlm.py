@@ -38,7 +38,8 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from marc.compression.base import Budget, CompressedVideo, Grid, TokenCompressor
-from marc.models.tiny import build_tiny_tokenizer, tiny_qwen2_5_vl_config
+from marc.models.tiny import tiny_qwen2_5_vl_config
+from marc.vocabulary import build_tiny_tokenizer
 
 # Video-R1 style instruction for real Qwen checkpoints.
 DEFAULT_SYSTEM_PROMPT = (

@@ -18,11 +18,12 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
 from marc.data.prompts import chosen_option_text, reference_completion
-from marc.eval.metrics import AccuracyByKind
 from marc.io import replace_dir, staging_dir
-from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
+from marc.models.tiny import qwen2_5_vl_3b_config
 from marc.models.vlm import VideoVLM
+from marc.modules.metrics import AccuracyByKind
 from marc.rl.answers import is_correct
+from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
 
 log = logging.getLogger(__name__)
 

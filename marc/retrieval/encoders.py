@@ -15,7 +15,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
-from marc.retrieval.tokenizer import build_word_tokenizer
+from marc.configurable import Configurable
+from marc.vocabulary import build_query_tokenizer
 
 Clips = torch.Tensor | list[torch.Tensor]
 
@@ -30,11 +31,11 @@ def subsample_frames(clip: torch.Tensor, max_frames: int | None) -> torch.Tensor
     return clip[index]
 
 
-class ClipEncoder(nn.Module):
+class ClipEncoder(Configurable, nn.Module):
     """A timm image backbone applied per frame, mean-pooled over time, projected, L2-normalised.
 
-    ``init_config`` holds the constructor arguments, so the encoder can be rebuilt to load a
-    saved state dict.
+    It is :class:`~marc.configurable.Configurable`: ``describe(encoder)`` rebuilds it to load
+    a saved state dict.
 
     Args:
         backbone: any timm model name; the default is a small ResNet fast on a CPU.
@@ -55,13 +56,6 @@ class ClipEncoder(nn.Module):
         super().__init__()
         if max_frames_per_clip is not None and max_frames_per_clip < 1:
             raise ValueError(f"max_frames_per_clip must be at least 1, got {max_frames_per_clip}")
-        self.init_config = {
-            "backbone": backbone,
-            "embed_dim": embed_dim,
-            "max_frames_per_clip": max_frames_per_clip,
-            "image_size": image_size,
-            "pretrained": pretrained,
-        }
         self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
         self.max_frames_per_clip = max_frames_per_clip
         self.image_size = image_size
@@ -126,13 +120,13 @@ class ClipEncoder(nn.Module):
         return self(clips)
 
 
-class QueryEncoder(nn.Module):
+class QueryEncoder(Configurable, nn.Module):
     """A text transformer, mean-pooled over tokens, projected and L2-normalised.
 
     By default a small BERT built from a config with the word-level tokenizer of the
     embedded default; with ``pretrained`` a local transformers model directory (a text
     model, or a dual-encoder such as CLIP / SigLIP whose text tower is used) and its
-    tokenizer. ``init_config`` holds the constructor arguments.
+    tokenizer. It is :class:`~marc.configurable.Configurable` like :class:`ClipEncoder`.
 
     With ``max_offset > 0`` a temporal relation head reads the same pooled text and
     classifies where the clip that answers a question lies relative to the clip it names,
@@ -155,16 +149,6 @@ class QueryEncoder(nn.Module):
         super().__init__()
         if max_offset < 0:
             raise ValueError(f"max_offset must be at least 0, got {max_offset}")
-        self.init_config = {
-            "embed_dim": embed_dim,
-            "hidden_size": hidden_size,
-            "num_layers": num_layers,
-            "num_heads": num_heads,
-            "intermediate_size": intermediate_size,
-            "max_length": max_length,
-            "pretrained": pretrained,
-            "max_offset": max_offset,
-        }
         self.max_length = max_length
         self.max_offset = max_offset
         if pretrained is not None:
@@ -174,7 +158,7 @@ class QueryEncoder(nn.Module):
             self.text_model = getattr(model, "text_model", model)
             hidden = getattr(model.config, "text_config", model.config).hidden_size
         else:
-            self.tokenizer = build_word_tokenizer(model_max_length=max_length)
+            self.tokenizer = build_query_tokenizer(model_max_length=max_length)
             config = BertConfig(
                 vocab_size=len(self.tokenizer),
                 hidden_size=hidden_size,

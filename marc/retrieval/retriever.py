@@ -1,19 +1,42 @@
 """VisualMemoryRetriever: segment a video, embed and index its clips, fetch the clips a
-question needs and put them back together in time order."""
+question needs and put them back together in time order.
+
+A retriever saves to a folder (``save_pretrained``, written to a staging folder and then
+renamed into place) and loads from it (``from_pretrained``)::
+
+    retriever.json        format_version, k, max_clip_frames, and the clip encoder, query
+                          encoder and segmenter as {class_path, init_args}
+    clip_encoder.pt       state dict (tensors only; loaded with weights_only=True)
+    query_encoder.pt      state dict
+    memory/               VideoMemory.save output (hnswlib index + JSON metadata)
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from marc.configurable import ConfigError, build, describe
+from marc.io import replace_dir, staging_dir
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.segment import Segmenter, Span
+
+CONFIG_FILE = "retriever.json"
+FORMAT_VERSION = 2
+STATE_FILES = {"clip_encoder": "clip_encoder.pt", "query_encoder": "query_encoder.pt"}
+
+
+class RetrieverFolderError(ValueError):
+    """A saved retriever folder that is missing a file or holds a corrupt one (named)."""
+
 
 # Clips embedded per encoder call while indexing, so a long video never needs one huge batch.
 _INDEX_BATCH_CLIPS = 32
@@ -163,17 +186,122 @@ class VisualMemoryRetriever:
             moved.setdefault(index, (clips[index], score))
         return moved
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Save encoders, segmenter, k and memory to ``directory`` (atomically)."""
-        from marc.retrieval.pretrained import save_retriever
-
-        save_retriever(self, directory)
+        target = Path(directory)
+        staging = staging_dir(target)
+        staging.mkdir()
+        config = {
+            "format_version": FORMAT_VERSION,
+            # The weights are in the state dict: never fetch timm's pretrained ones on load.
+            "clip_encoder": describe(self.clip_encoder, pretrained=False),
+            "query_encoder": describe(self.query_encoder),
+            "segmenter": describe(self.segmenter),
+            "k": self.k,
+            "max_clip_frames": self.max_clip_frames,
+        }
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(self.clip_encoder.state_dict(), staging / STATE_FILES["clip_encoder"])
+        torch.save(self.query_encoder.state_dict(), staging / STATE_FILES["query_encoder"])
+        self.memory.save(staging / "memory")
+        return replace_dir(staging, target)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike, k: int | None = None
     ) -> VisualMemoryRetriever:
-        """Load a retriever saved by :meth:`save_pretrained` (optionally with another k)."""
-        from marc.retrieval.pretrained import load_retriever
+        """Load a retriever saved by :meth:`save_pretrained` (optionally with another k).
 
-        return load_retriever(directory, k=k)
+        A missing or corrupt file raises :class:`RetrieverFolderError` naming it.
+        """
+        directory = Path(directory)
+        config = _read_config(directory)
+        where = f"{directory / CONFIG_FILE} field"
+        encoders = {}
+        for name, base in (("clip_encoder", ClipEncoder), ("query_encoder", QueryEncoder)):
+            encoder = _build(config, name, base, where)
+            _load_state(encoder, directory / STATE_FILES[name], f"{where} {name!r}")
+            encoders[name] = encoder.eval()
+        return cls(
+            _build(config, "segmenter", Segmenter, where),
+            encoders["clip_encoder"],
+            encoders["query_encoder"],
+            memory=VideoMemory.load(directory / "memory"),
+            k=_field(config, "k", where) if k is None else k,
+            max_clip_frames=_field(config, "max_clip_frames", where),
+        )
+
+
+def _read_config(directory: Path) -> dict:
+    """``retriever.json`` of a saved retriever, upgraded to the current format."""
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise RetrieverFolderError(f"not a saved retriever (no {CONFIG_FILE}): {directory}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RetrieverFolderError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise RetrieverFolderError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    if "format_version" not in config and "segmenter" in config:
+        config = _upgrade_from_version_1(config)
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RetrieverFolderError(
+            f"{path}: field 'format_version' is {version!r}, this code reads {FORMAT_VERSION}"
+        )
+    return config
+
+
+def _upgrade_from_version_1(config: dict) -> dict:
+    """Version 1 kept each part's arguments under its own keys (no class paths)."""
+    segmenter = config.get("segmenter") or {}
+    return {
+        **config,
+        "format_version": FORMAT_VERSION,
+        "clip_encoder": {
+            "class_path": "marc.retrieval.encoders.ClipEncoder",
+            "init_args": config.get("clip_encoder"),
+        },
+        "query_encoder": {
+            "class_path": "marc.retrieval.encoders.QueryEncoder",
+            "init_args": config.get("query_encoder"),
+        },
+        "segmenter": {
+            "class_path": f"marc.retrieval.segment.{segmenter.get('class')}",
+            "init_args": segmenter.get("args", {}),
+        },
+    }
+
+
+def _field(config: dict, name: str, where: str):
+    if name not in config:
+        raise RetrieverFolderError(f"{where} {name!r} is missing")
+    return config[name]
+
+
+def _build(config: dict, name: str, base: type, where: str):
+    try:
+        return build(_field(config, name, where), base, where=f"{where} {name!r}")
+    except ConfigError as error:
+        raise RetrieverFolderError(str(error)) from error
+
+
+def _load_state(module: nn.Module, path: Path, described_by: str) -> None:
+    """Load a state dict file into ``module``; errors name the file and what is wrong."""
+    if not path.is_file():
+        raise RetrieverFolderError(f"saved retriever is missing {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and EOF errors all mean the same: corrupt
+        raise RetrieverFolderError(
+            f"{path}: corrupt or truncated state dict ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(state, dict):
+        raise RetrieverFolderError(f"{path}: expected a state dict, got {type(state).__name__}")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise RetrieverFolderError(
+            f"{path} does not fit the encoder described by {described_by}: {error}"
+        ) from error

@@ -11,19 +11,20 @@ from abc import ABC, abstractmethod
 import torch
 import torch.nn.functional as F
 
+from marc.configurable import Configurable
+
 Span = tuple[int, int]
 
 # Frames are turned into features in chunks so a long, large video never needs a float copy.
 _CHUNK_FRAMES = 256
 
 
-class Segmenter(ABC):
+class Segmenter(Configurable, ABC):
     """Cuts a video into consecutive event spans.
 
-    ``init_config`` holds the constructor arguments, so a segmenter can be saved and rebuilt.
+    A :class:`~marc.configurable.Configurable`: ``describe(segmenter)`` saves it and
+    ``build`` rebuilds it.
     """
-
-    init_config: dict
 
     @abstractmethod
     def segment(self, frames: torch.Tensor) -> list[Span]:
@@ -56,7 +57,6 @@ class FixedWindowSegmenter(Segmenter):
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
         self.window = window
-        self.init_config = {"window": window}
 
     def segment(self, frames: torch.Tensor) -> list[Span]:
         """Consecutive windows of ``window`` frames."""
@@ -137,13 +137,6 @@ class ContentChangeSegmenter(Segmenter):
         self.feature = feature
         self.window = window
         self.min_change = min_change
-        self.init_config = {
-            "threshold": threshold,
-            "min_event_frames": min_event_frames,
-            "feature": feature,
-            "window": window,
-            "min_change": min_change,
-        }
 
     def change_scores(self, frames: torch.Tensor) -> torch.Tensor:
         """Normalised change score into each frame, ``[T]`` (frame 0 scores 0)."""

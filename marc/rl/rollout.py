@@ -3,7 +3,8 @@
 For B prompts, :func:`sample_groups` returns ``B * G`` completions grouped by prompt (prompt
 ``i`` owns rows ``i*G .. i*G+G-1``, the layout ``group_advantages`` expects after a
 ``view(B, G)``). Generation is the policy's KV-cached batched sampler
-(:meth:`VideoVLM.generate`); the "old" per-token log-probs, the policy's log-probs at
+(``VideoVLM.generate``, typed here by the small :class:`Policy` protocol so this maths
+layer never imports the model layer); the "old" per-token log-probs, the policy's log-probs at
 sampling time that the clipped ratio of every later optimisation pass divides by, are then
 computed by teacher forcing the sampled ids, so they use exactly the computation of the
 training passes. Nothing here builds a graph. The policy's train / eval mode is left as the
@@ -14,14 +15,54 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 
 from marc.compression.base import CompressedVideo
-from marc.models.vlm import VideoVLM
 
 T = TypeVar("T")
+
+
+class Sampled(Protocol):
+    """What a policy's ``generate`` returns: texts, token ids ``[N, L]`` and their mask."""
+
+    texts: list[str]
+    sequences: torch.Tensor
+    mask: torch.Tensor
+
+
+class Scored(Protocol):
+    """What a policy's ``completion_logprobs`` returns: per-token log-probs ``[N, L]``."""
+
+    logprobs: torch.Tensor
+
+
+class Policy(Protocol):
+    """The two calls group sampling needs from a policy (``marc.models.VideoVLM`` has both)."""
+
+    def generate(
+        self,
+        videos: list[CompressedVideo],
+        prompts: list[str],
+        *,
+        num_return_sequences: int,
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+        generator: torch.Generator | None,
+    ) -> Sampled: ...
+
+    def completion_logprobs(
+        self,
+        videos: list[CompressedVideo],
+        prompts: list[str],
+        completions: torch.Tensor,
+        *,
+        add_eos: bool,
+    ) -> Scored: ...
 
 
 @dataclass
@@ -58,7 +99,7 @@ def repeat_per_generation(items: Sequence[T], num_generations: int) -> list[T]:
 
 @torch.no_grad()
 def sample_groups(
-    policy: VideoVLM,
+    policy: Policy,
     videos: list[CompressedVideo],
     prompts: list[str],
     num_generations: int = 8,

@@ -9,7 +9,6 @@ from marc.data.annotations import load_annotations
 from marc.data.synthetic import (
     _DIRECTION_STEP,
     CELL_CENTRES,
-    QUESTION_KINDS,
     GeneratorConfig,
     _assign_splits,
     _make_events,
@@ -18,11 +17,10 @@ from marc.data.synthetic import (
     generate_dataset,
     main,
     render_video,
-    tokenize_words,
-    vocabulary,
     write_mp4,
 )
 from marc.data.video import read_video
+from marc.vocabulary import QUESTION_KINDS, tokenize_words, vocabulary
 
 
 def _files(root):

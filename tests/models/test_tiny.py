@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from marc.data.synthetic import LETTERS, tokenize_words, vocabulary
-from marc.models.tiny import (
+from marc.models.tiny import qwen2_5_vl_3b_config, tiny_qwen2_5_vl_config
+from marc.vocabulary import (
+    LETTERS,
     TINY_TOKEN_IDS,
     build_tiny_tokenizer,
-    qwen2_5_vl_3b_config,
-    tiny_qwen2_5_vl_config,
+    tokenize_words,
+    vocabulary,
 )
 
 from .conftest import COMPLETION

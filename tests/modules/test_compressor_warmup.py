@@ -109,7 +109,8 @@ def test_nan_loss_is_a_clear_error(small_data):
 
 
 def test_the_3b_architecture_gets_a_tokenizer_with_its_placeholder_ids():
-    from marc.models.tiny import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer, qwen2_5_vl_3b_config
+    from marc.models.tiny import qwen2_5_vl_3b_config
+    from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
 
     # What build_vlm("qwen2.5-vl-3b") pairs, checked without building 3B parameters.
     config = qwen2_5_vl_3b_config()

@@ -4,9 +4,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPModel
 
+from marc.configurable import build, describe
 from marc.data.synthetic import GeneratorConfig, generate_dataset
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
-from marc.retrieval.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
+from marc.vocabulary import QUERY_SPECIAL_TOKENS, build_query_tokenizer
 
 
 def _clip(frames: int, size: int = 112) -> torch.Tensor:
@@ -53,8 +54,8 @@ def test_query_encoder_shapes_norms_and_determinism():
 
 
 def test_word_tokenizer_covers_generated_text(tmp_path):
-    tokenizer = build_word_tokenizer(extra_tokens=["zebra"])
-    assert tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)) == [0, 1, 2, 3]
+    tokenizer = build_query_tokenizer(extra_tokens=["zebra"])
+    assert tokenizer.convert_tokens_to_ids(list(QUERY_SPECIAL_TOKENS)) == [0, 1, 2, 3]
     generate_dataset(tmp_path / "data", GeneratorConfig(num_videos=3))
     texts = []
     for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines():
@@ -70,7 +71,7 @@ def test_word_tokenizer_covers_generated_text(tmp_path):
 
 def test_query_encoder_from_pretrained_round_trip(tmp_path):
     torch.manual_seed(0)
-    tokenizer = build_word_tokenizer()
+    tokenizer = build_query_tokenizer()
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -94,7 +95,7 @@ def test_query_encoder_from_pretrained_round_trip(tmp_path):
 
 
 def test_query_encoder_uses_text_tower_of_dual_encoder(tmp_path):
-    tokenizer = build_word_tokenizer()
+    tokenizer = build_query_tokenizer()
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(tokenizer),
@@ -126,10 +127,10 @@ def test_query_encoder_uses_text_tower_of_dual_encoder(tmp_path):
     assert out.shape == (1, 8) and _unit(out)
 
 
-def test_init_config_rebuilds_encoders():
+def test_described_encoders_rebuild_and_load_their_weights():
     clip, query = ClipEncoder(embed_dim=8, max_frames_per_clip=2), QueryEncoder(embed_dim=8)
-    rebuilt_clip = ClipEncoder(**clip.init_config)
-    rebuilt_query = QueryEncoder(**query.init_config)
+    rebuilt_clip = build(describe(clip), ClipEncoder)
+    rebuilt_query = build(describe(query), QueryEncoder)
     rebuilt_clip.load_state_dict(clip.state_dict())
     rebuilt_query.load_state_dict(query.state_dict())
     assert rebuilt_clip.max_frames_per_clip == 2 and rebuilt_query.embed_dim == 8
@@ -147,7 +148,7 @@ def test_relation_head_predicts_offsets_from_the_same_pass():
         encoder.offset_head.weight.zero_()
         encoder.offset_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0]))
         assert encoder.predict_offsets(texts) == [2, 2]
-    rebuilt = QueryEncoder(**encoder.init_config)
+    rebuilt = build(describe(encoder), QueryEncoder)
     rebuilt.load_state_dict(encoder.state_dict())
     assert rebuilt.max_offset == 2 and rebuilt.predict_offsets(texts) == [2, 2]
 

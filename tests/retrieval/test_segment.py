@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from marc.configurable import build, describe
 from marc.data.synthetic import (
     Event,
     GeneratorConfig,
@@ -15,6 +16,7 @@ from marc.data.video import read_video
 from marc.retrieval.segment import (
     ContentChangeSegmenter,
     FixedWindowSegmenter,
+    Segmenter,
     boundary_f1,
     spans_from_boundaries,
 )
@@ -120,10 +122,13 @@ def test_boundary_f1():
     assert boundary_f1(one, two) == pytest.approx(2 / 3)
 
 
-def test_init_config_rebuilds_segmenters():
+def test_a_described_segmenter_rebuilds_equal():
     for segmenter in (
         ContentChangeSegmenter(threshold=0.6, feature="histogram"),
         FixedWindowSegmenter(5),
     ):
-        rebuilt = type(segmenter)(**segmenter.init_config)
-        assert rebuilt.init_config == segmenter.init_config
+        spec = describe(segmenter)
+        rebuilt = build(spec, Segmenter)
+        assert type(rebuilt) is type(segmenter)
+        assert describe(rebuilt) == spec
+    assert describe(FixedWindowSegmenter(5))["init_args"] == {"window": 5}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
-from marc.data.synthetic import QUESTION_KINDS
+from marc.vocabulary import QUESTION_KINDS
 
 
 class AccuracyByKind(Metric):
