@@ -44,12 +44,25 @@ def test_full_teacher_schedule_layers_over_the_stage_config(tmp_path, monkeypatc
 )
 def test_compressor_swaps_from_the_command_line(compressor, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = Path(__file__).parents[1] / "configs/teacher.yaml"
+    config = Path(__file__).parents[1] / "configs/warmup.yaml"
     cli = MARCCLI(
         args=["--config", str(config), f"--model.compressor=marc.compression.{compressor}"],
         run=False,
     )
     assert type(cli.model.compressor).__name__ == compressor
+
+
+def test_the_teacher_stage_has_no_compressor_to_swap(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).parents[1] / "configs/teacher.yaml"
+    teacher = MARCCLI(args=["--config", str(config)], run=False)
+    assert type(teacher.model.compressor).__name__ == "Identity"
+    assert not teacher.model.use_retrieval
+    with pytest.raises(SystemExit):
+        MARCCLI(
+            args=["--config", str(config), "--model.compressor=marc.compression.ToMe"], run=False
+        )
+    assert "compressor" in capsys.readouterr().err
 
 
 def test_help_works(capsys):

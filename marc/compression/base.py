@@ -79,13 +79,6 @@ def check_tokens(tokens: torch.Tensor, grid: Grid) -> None:
         )
 
 
-class TokenCompressor(nn.Module):
-    """Base class: ``compressor(tokens, grid, budget) -> CompressedVideo``."""
-
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
-        raise NotImplementedError
-
-
 def check_inputs(tokens: torch.Tensor, grid: Grid, budget: Budget) -> Grid:
     """Raise a clear ValueError for bad grid, tokens or budget; return the grid as ints."""
     try:
@@ -104,6 +97,27 @@ def check_inputs(tokens: torch.Tensor, grid: Grid, budget: Budget) -> Grid:
     if not isinstance(budget, Budget):
         raise ValueError(f"budget must be a Budget, got {type(budget).__name__}")
     return grid
+
+
+class TokenCompressor(nn.Module):
+    """Base class: ``compressor(tokens, grid, budget) -> CompressedVideo``.
+
+    :meth:`forward` holds what every compressor does first: it checks the inputs
+    (:func:`check_inputs`) and returns the video unchanged when the budget allows all of
+    it; otherwise it calls :meth:`compress`, which a subclass implements on checked inputs
+    (``grid`` a tuple of ints) with a budget smaller than the video.
+    """
+
+    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+        """Compress ``tokens [T, H*W, D]`` of a video with ``grid (T, H, W)`` to ``budget``."""
+        grid = check_inputs(tokens, grid, budget)
+        if budget.max_groups(grid) >= grid[0]:
+            return CompressedVideo(tokens, grid, 1.0)
+        return self.compress(tokens, grid, budget)
+
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+        """The compressor's own work, on checked inputs that exceed the budget."""
+        raise NotImplementedError
 
 
 def kept_fraction(grid_in: Grid, grid_out: Grid) -> float:

@@ -15,7 +15,6 @@ from marc.compression.base import (
     CompressedVideo,
     Grid,
     TokenCompressor,
-    check_inputs,
     kept_groups,
 )
 from marc.compression.groups import compute_dtype
@@ -27,9 +26,8 @@ __all__ = ["Identity", "RandomDrop", "TemporalMeanPool", "ToMe", "UniformFrames"
 class Identity(TokenCompressor):
     """Keep every token (the uncompressed baseline); the budget is ignored."""
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Return ``tokens`` unchanged with ``kept_fraction`` 1.0."""
-        grid = check_inputs(tokens, grid, budget)
         return CompressedVideo(tokens, grid, 1.0)
 
 
@@ -41,9 +39,8 @@ def uniform_indices(total: int, keep: int) -> list[int]:
 class UniformFrames(TokenCompressor):
     """Keep ``budget.max_groups`` temporal groups uniformly spaced in time (bin centres)."""
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Select the groups at the centres of ``max_groups`` equal time bins."""
-        grid = check_inputs(tokens, grid, budget)
         keep = uniform_indices(grid[0], budget.max_groups(grid))
         return kept_groups(tokens[keep], grid)
 
@@ -57,12 +54,9 @@ def chunk_bounds(total: int, chunks: int) -> list[tuple[int, int]]:
 class TemporalMeanPool(TokenCompressor):
     """Average ``budget.max_groups`` contiguous, near-equal chunks of temporal groups."""
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Replace each chunk of consecutive groups by its mean group."""
-        grid = check_inputs(tokens, grid, budget)
         keep = budget.max_groups(grid)
-        if keep >= grid[0]:
-            return kept_groups(tokens, grid)
         # Averaging in float32 at least keeps bf16 chunk means accurate.
         work = tokens.to(compute_dtype(tokens.dtype))
         pooled = torch.stack([work[s:e].mean(0) for s, e in chunk_bounds(grid[0], keep)])
@@ -85,9 +79,8 @@ class RandomDrop(TokenCompressor):
     def extra_repr(self) -> str:
         return f"seed={self.seed}"
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Select a seeded random subset of groups, sorted by time."""
-        grid = check_inputs(tokens, grid, budget)
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.randperm(grid[0], generator=generator)[: budget.max_groups(grid)]
         keep = chosen.sort().values.to(tokens.device)

@@ -49,11 +49,8 @@ class MemoryAwareMerge(TokenCompressor):
     def extra_repr(self) -> str:
         return f"window={self.window}, local_keep={self.local_keep}"
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Compress ``tokens [T, H*W, D]`` to ``budget.max_groups(grid)`` temporal groups."""
-        grid = check_inputs(tokens, grid, budget)
-        if budget.max_groups(grid) >= grid[0]:
-            return CompressedVideo(tokens=tokens, grid=grid, kept_fraction=1.0)
         merged, _, _ = self.merge_groups(tokens, grid, budget)
         return kept_groups(merged, grid)
 

@@ -9,7 +9,6 @@ from marc.compression.base import (
     CompressedVideo,
     Grid,
     TokenCompressor,
-    check_inputs,
     kept_groups,
 )
 from marc.compression.groups import compute_dtype, merge_pair, normalize_groups
@@ -41,12 +40,9 @@ class ToMe(TokenCompressor):
     def extra_repr(self) -> str:
         return f"merge_ratio={self.merge_ratio}"
 
-    def forward(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
         """Merge groups by rounds of bipartite soft matching down to the budget."""
-        grid = check_inputs(tokens, grid, budget)
         target = budget.max_groups(grid)
-        if target >= grid[0]:
-            return kept_groups(tokens, grid)
         work = tokens.to(compute_dtype(tokens.dtype))
         means = list(work.unbind(0))
         sizes = [1] * len(means)

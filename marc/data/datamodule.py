@@ -21,7 +21,9 @@ class VideoQADataModule(L.LightningDataModule):
     """Video question answering over Video-R1 style annotations and video files.
 
     When ``data_root`` holds no annotations and no annotation files are named, the
-    embedded default (synthetic event-video QA) is generated there in ``prepare_data``.
+    embedded default (synthetic event-video QA) is generated there in ``prepare_data``. The
+    defaults are the embedded default's settings (64 frames read at 56 px, batches of 16),
+    so a stage config names only what it changes.
 
     Args:
         data_root: folder with ``{train,val,test}.jsonl`` and the videos they name.
@@ -31,7 +33,8 @@ class VideoQADataModule(L.LightningDataModule):
         generator: options of the embedded default's generator.
         fps / max_frames / frame_size: decoding (see ``marc.data.video.read_video``).
         batch_size / eval_batch_size / num_workers: loader settings.
-        cache_frames: keep decoded frames in memory (per worker process).
+        cache_frames: keep decoded frames in memory (per worker process); None (default)
+            caches the generated embedded default, which is small, and nothing else.
         on_bad_sample: ``raise`` on a missing or corrupt video or malformed row, or
             ``skip`` it; skips are counted in ``skipped_samples`` and logged.
         limit_train / limit_eval: use only the first N questions (quick runs, tests).
@@ -52,11 +55,11 @@ class VideoQADataModule(L.LightningDataModule):
         generator: GeneratorConfig | None = None,
         fps: float | None = None,
         max_frames: int | None = 64,
-        frame_size: int | None = 112,
-        batch_size: int = 4,
-        eval_batch_size: int | None = None,
+        frame_size: int | None = 56,
+        batch_size: int = 16,
+        eval_batch_size: int | None = 32,
         num_workers: int = 0,
-        cache_frames: bool = False,
+        cache_frames: bool | None = None,
         on_bad_sample: BadSamplePolicy = "raise",
         limit_train: int | None = None,
         limit_eval: int | None = None,
@@ -79,6 +82,18 @@ class VideoQADataModule(L.LightningDataModule):
         self.datasets: dict[str, VideoQADataset] = {}
         self.skipped_rows = 0
         self.skipped_samples = 0
+
+    @property
+    def caches_frames(self) -> bool:
+        """Whether decoded frames are kept in memory (see ``cache_frames``)."""
+        if self.hparams.cache_frames is not None:
+            return self.hparams.cache_frames
+        return self.uses_default_files and is_generated(self.data_root)
+
+    @property
+    def frame_size(self) -> int | None:
+        """The short side frames are decoded at (None: their stored size, rounded to 28 px)."""
+        return self.hparams.frame_size
 
     def prepare_data(self) -> None:
         """Generate the embedded default dataset when the root has none (rank 0 only)."""
@@ -118,7 +133,7 @@ class VideoQADataModule(L.LightningDataModule):
                 fps=hp.fps,
                 max_frames=hp.max_frames,
                 frame_size=hp.frame_size,
-                cache_frames=hp.cache_frames,
+                cache_frames=self.caches_frames,
                 on_bad_sample=hp.on_bad_sample,
                 retriever=self.load_retriever(),
             )

@@ -81,15 +81,26 @@ class CompletionLogProbs(NamedTuple):
     logits: torch.Tensor | None = None
 
 
+def completion_cross_entropy(scored: CompletionLogProbs) -> torch.Tensor:
+    """Mean negative log-likelihood over completion tokens (prompt and padding excluded)."""
+    mask = scored.mask.float()
+    return -(scored.logprobs * mask).sum() / mask.sum().clamp(min=1)
+
+
 class VideoVLM(nn.Module):
-    """Qwen2.5-VL wrapped for compressed-video QA: encode, prompt, log-probs, generate."""
+    """Qwen2.5-VL wrapped for compressed-video QA: encode, prompt, log-probs, generate.
+
+    ``frame_size`` records the frame size (short side, px) the model was trained on, saved
+    with it (None when unknown); the stages set it from the data they train on and warn
+    when they feed a model frames of another size.
+    """
 
     def __init__(
         self,
         model: Qwen2_5_VLForConditionalGeneration,
         tokenizer: PreTrainedTokenizerBase,
         processor=None,
-        frame_size: int = 448,
+        frame_size: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     ):
         super().__init__()
@@ -125,7 +136,7 @@ class VideoVLM(nn.Module):
 
     # ----------------------------------------------------------------------------- building
     @classmethod
-    def tiny(cls, seed: int = 0, frame_size: int = 112, **overrides) -> VideoVLM:
+    def tiny(cls, seed: int = 0, frame_size: int | None = None, **overrides) -> VideoVLM:
         """Random-init small model with the word-level tokenizer of the embedded default."""
         tokenizer = build_tiny_tokenizer()
         config = tiny_qwen2_5_vl_config(len(tokenizer), **overrides)
@@ -387,9 +398,8 @@ class VideoVLM(nn.Module):
         prompts: list[str],
         completions: list[str] | list[list[int]] | torch.Tensor,
     ) -> torch.Tensor:
-        """Mean cross-entropy over completion tokens (prompt and padding excluded)."""
-        logprobs, mask, _ = self.completion_logprobs(videos, prompts, completions)
-        return -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+        """Mean cross-entropy over completion tokens (``completion_cross_entropy``)."""
+        return completion_cross_entropy(self.completion_logprobs(videos, prompts, completions))
 
     # -------------------------------------------------------------------------- generation
     @torch.no_grad()

@@ -1,10 +1,11 @@
 """CGRPODistillation: C-GRPO, the RL stage that distils the full-video teacher into the student.
 
-One training batch of B questions (DESIGN.md section 1, loss in ``marc.rl.grpo``):
+One training batch of B questions (docs/DESIGN.md, "C-GRPO"; loss in ``marc.rl.grpo``):
 
 1. compress each question's video to the budget (no gradient) and sample G completions per
    question from the policy (``marc.rl.rollout.sample_groups``);
-2. score them: ``R_i = r_acc + r_format + 1[correct_i] * alpha * max(0, eta - tau)`` with
+2. score them: each completion's correctness is computed once and shared by the rewards,
+   ``R_i = r_acc + r_format + 1[correct_i] * alpha * max(0, eta - tau)`` with
    ``eta = a_student / a_teacher``; a_teacher comes from the ``TeacherCallback``;
 3. normalise the rewards inside each group into advantages; compute the frozen reference
    policy's log-probs once;
@@ -40,6 +41,7 @@ from marc.modules.vlm_stage import VideoVLMStage
 from marc.rl.answers import is_correct
 from marc.rl.grpo import LossType, group_advantages, grpo_loss, zero_advantage_fraction
 from marc.rl.rewards import (
+    DEFAULT_TOLERANCE,
     AccuracyReward,
     CombinedReward,
     FormatReward,
@@ -140,12 +142,11 @@ class CGRPODistillation(VideoVLMStage):
 
     # ------------------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if not batch.get("batch_size"):
-            # Every sample was skipped as bad input. Under DDP this rank still joins the
-            # other ranks' gradient all-reduces and steps, so all ranks stay identical.
+        if not self.has_samples(batch):
+            # Under DDP this rank still joins the other ranks' updates (see StageModule).
             if self.trainer.world_size > 1:
                 for _ in range(self.hparams.num_iterations):
-                    self._update(sum(p.sum() for p in self.trainable_parameters()) * 0.0)
+                    self._update(self.zero_loss())
             return None
         try:
             return self._train_on(batch)
@@ -173,7 +174,8 @@ class CGRPODistillation(VideoVLMStage):
             compute_old_logprobs=hp.num_iterations > 1,
         )
         a_teacher = self._teacher_accuracy(batch)
-        rewards, components = self._score(batch, rollout, a_teacher)
+        correct = self._correctness(batch, rollout)
+        rewards, components = self._score(batch, rollout, correct, a_teacher)
         advantages = group_advantages(rewards, scale_std=hp.scale_rewards).flatten()
         advantages = advantages.to(rollout.mask.device)  # rewards are computed on the CPU
         ref_logprobs = self._reference_logprobs(frames, prompts, rollout)
@@ -203,7 +205,8 @@ class CGRPODistillation(VideoVLMStage):
                 stats[name].append(value)
 
         metrics = {f"train/{name}": torch.stack(values).mean() for name, values in stats.items()}
-        self._log_step(batch, rollout, videos, rewards, components, a_teacher, metrics)
+        a_student = [sum(group) / len(group) for group in correct]
+        self._log_step(batch, rollout, videos, rewards, components, a_student, a_teacher, metrics)
         self._keep_summary(batch, rollout, rewards, components, advantages, a_teacher)
         return metrics["train/loss"]
 
@@ -229,8 +232,28 @@ class CGRPODistillation(VideoVLMStage):
             return None
         return [float(a) for a in self.teacher_source.accuracy(batch).tolist()]
 
+    def _correctness(self, batch: dict, rollout: Rollout) -> list[list[bool]]:
+        """Whether each completion is correct, per question: the one scoring of the step."""
+        return [
+            [
+                is_correct(
+                    text,
+                    batch["solution"][i],
+                    batch["problem_type"][i],
+                    DEFAULT_TOLERANCE,
+                    batch["options"][i],
+                )
+                for text in rollout.group_texts(i)
+            ]
+            for i in range(rollout.num_prompts)
+        ]
+
     def _score(
-        self, batch: dict, rollout: Rollout, a_teacher: list[float] | None
+        self,
+        batch: dict,
+        rollout: Rollout,
+        correct: list[list[bool]],
+        a_teacher: list[float] | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Rewards ``[B, G]`` and each weighted component ``[B, G]``."""
         totals, components = [], defaultdict(list)
@@ -240,6 +263,8 @@ class CGRPODistillation(VideoVLMStage):
                 a_teacher=None if a_teacher is None else a_teacher[i],
                 solution=batch["solution"][i],
                 options=batch["options"][i],
+                correct=correct[i],
+                tolerance=DEFAULT_TOLERANCE,
             )
             texts = rollout.group_texts(i)
             total, parts = self.reward_fn(texts, [batch["solution"][i]] * len(texts), context)
@@ -265,17 +290,6 @@ class CGRPODistillation(VideoVLMStage):
             add_eos=False,
         ).logprobs
 
-    def _group_accuracy(self, batch: dict, rollout: Rollout) -> list[float]:
-        """a_student per question: share of its G completions that are correct."""
-        accuracy = []
-        for i in range(rollout.num_prompts):
-            texts = rollout.group_texts(i)
-            solution, problem_type = batch["solution"][i], batch["problem_type"][i]
-            options = batch["options"][i]
-            correct = [is_correct(t, solution, problem_type, options=options) for t in texts]
-            accuracy.append(sum(correct) / len(correct))
-        return accuracy
-
     # -------------------------------------------------------------------- observability
     def _log_step(
         self,
@@ -284,6 +298,7 @@ class CGRPODistillation(VideoVLMStage):
         videos: list,
         rewards: torch.Tensor,
         components: dict[str, torch.Tensor],
+        a_student: list[float],
         a_teacher: list[float] | None,
         metrics: dict[str, torch.Tensor],
     ) -> None:
@@ -293,7 +308,6 @@ class CGRPODistillation(VideoVLMStage):
         values["train/reward_std"] = rewards.std(dim=1, unbiased=False).mean()
         for name, component in components.items():
             values[f"train/reward_{name}"] = component.mean()
-        a_student = self._group_accuracy(batch, rollout)
         values["train/a_student"] = sum(a_student) / size
         if a_teacher is not None:
             values["train/a_teacher"] = sum(a_teacher) / size
@@ -301,13 +315,10 @@ class CGRPODistillation(VideoVLMStage):
             values["train/eta"] = sum(eta) / size
         values["train/zero_advantage_fraction"] = zero_advantage_fraction(rewards)
         values["train/completion_length"] = rollout.lengths.float().mean()
-        values["train/visual_tokens"] = sum(v.num_tokens for v in videos) / size
-        # Against the full video, not the retriever's shorter one (as in evaluation).
-        full = [self.full_video_tokens(f) for f in batch["video"]]
-        values["train/kept_fraction"] = sum(v.num_tokens / n for v, n in zip(videos, full)) / size
         values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
         self.log("train/loss", values.pop("train/loss"), prog_bar=True, batch_size=size)
         self.log_dict(values, batch_size=size)
+        self.log_visual_tokens("train", videos, batch["video"])
 
     def _keep_summary(
         self,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
+from marc.modules.base import StageModule
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 
 
@@ -81,7 +81,7 @@ def multi_positive_infonce(logits: torch.Tensor, positive: torch.Tensor) -> torc
     return (log_norm - log_pos)[has_positive].mean()
 
 
-class RetrieverPretraining(L.LightningModule):
+class RetrieverPretraining(StageModule):
     """Contrastive pretraining of the clip and query encoders; see the module docstring.
 
     Args:
@@ -105,7 +105,7 @@ class RetrieverPretraining(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         self.save_hyperparameters(
             ignore=["clip_encoder", "query_encoder", "optimizer", "lr_scheduler"]
         )
@@ -119,8 +119,6 @@ class RetrieverPretraining(L.LightningModule):
         self.log_scale = torch.nn.Parameter(
             torch.tensor(math.log(1 / temperature)), requires_grad=learn_temperature
         )
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
         self.val_metrics = torch.nn.ModuleDict(
             {
                 # recall@k in the question-answering sense: a correct event in the top k
@@ -180,8 +178,8 @@ class RetrieverPretraining(L.LightningModule):
         return {"loss": loss, **losses}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        if not batch.get("batch_size"):
-            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        if not self.has_samples(batch):
+            return self.zero_loss()
         losses = self.contrastive_loss(batch)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
@@ -195,7 +193,7 @@ class RetrieverPretraining(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Rank the events of each question's own video; update recall@k and MRR."""
-        if not batch.get("batch_size"):
+        if not self.has_samples(batch):
             return
         clips, _, _, first_clip = batch_clips(batch)
         clip_emb = self.clip_encoder(clips)
@@ -226,9 +224,3 @@ class RetrieverPretraining(L.LightningModule):
         if self.val_offset_acc.update_count:
             self.log("val/offset_acc", self.val_offset_acc.compute())
         self.val_offset_acc.reset()
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -1,9 +1,11 @@
 """VideoVLMStage: what every VLM stage shares (model building, compression, evaluation, export).
 
-Subclasses (``CompressorWarmup``, ``CGRPODistillation``, ``VideoQAEvaluation``) add their
-training step. The VLM is built in ``__init__`` from an architecture name, or loaded from a
-saved folder (``init_from``) in ``configure_model`` so that instantiating a config never
-needs the file to exist yet (prerequisites are built first, see ``marc.prerequisites``).
+Subclasses (``TeacherFinetuning`` and ``CompressorWarmup`` through ``SupervisedFinetuning``,
+``CGRPODistillation``, ``VideoQAEvaluation``) add their training step. The VLM is built in
+``__init__`` from an architecture name, or loaded from a saved folder (``init_from``) in
+``configure_model`` so that instantiating a config never needs the file to exist yet
+(prerequisites are built first, see ``marc.prerequisites``). The frame size is the data
+module's (``data.frame_size``): a stage has no setting of its own for it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
 from marc.data.prompts import chosen_option_text, reference_completion
 from marc.io import replace_dir, staging_dir
 from marc.models.tiny import qwen2_5_vl_3b_config
 from marc.models.vlm import VideoVLM
+from marc.modules.base import StageModule
 from marc.modules.metrics import AccuracyByKind
 from marc.rl.answers import is_correct
 from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
@@ -41,7 +43,6 @@ def check_answer_with(answer_with: str) -> str:
 def build_vlm(
     architecture: str = "tiny",
     init_from: str | None = None,
-    frame_size: int = 112,
     model_overrides: dict | None = None,
     torch_dtype: str | None = None,
     seed: int = 0,
@@ -54,15 +55,13 @@ def build_vlm(
             raise FileNotFoundError(f"init_from names a missing model folder: {path}")
         return VideoVLM.from_pretrained(path, torch_dtype=dtype)
     if architecture == "tiny":
-        vlm = VideoVLM.tiny(seed=seed, frame_size=frame_size, **(model_overrides or {}))
+        vlm = VideoVLM.tiny(seed=seed, **(model_overrides or {}))
     elif architecture == "qwen2.5-vl-3b":
         # Random weights with the real architecture (efficiency work); real weights come
         # through init_from. The word tokenizer must carry Qwen's control-token ids, or the
         # prompt's video placeholders would not be the ids the model fills.
         tokenizer = build_tiny_tokenizer(QWEN2_5_VL_TOKEN_IDS)
-        return VideoVLM.from_config(
-            qwen2_5_vl_3b_config(), tokenizer, dtype=dtype, frame_size=frame_size
-        )
+        return VideoVLM.from_config(qwen2_5_vl_3b_config(), tokenizer, dtype=dtype)
     else:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return vlm.to(dtype) if dtype is not None else vlm
@@ -102,7 +101,7 @@ def sft_target(
     return reference_completion(reasoning, answer)
 
 
-class VideoVLMStage(L.LightningModule):
+class VideoVLMStage(StageModule):
     """Shared base of the VLM stages; see the module docstring.
 
     Args:
@@ -111,8 +110,8 @@ class VideoVLMStage(L.LightningModule):
             counts temporal groups, the paper's one-frame budget is ``budget_frames=1``).
         use_retrieval: feed the retriever's reconstructed video (the batch's
             ``retrieved_video``) instead of the full video.
-        architecture / init_from / frame_size / model_overrides / torch_dtype: how to build
-            the VLM (see ``build_vlm``).
+        architecture / init_from / model_overrides / torch_dtype: how to build the VLM
+            (see ``build_vlm``).
         max_new_tokens: generation length for evaluation.
         answer_with: how SFT targets answer multiple choice: ``"letter"`` (Video-R1's
             ``<answer> B </answer>``) or ``"option_text"`` (``<answer> red </answer>``);
@@ -130,7 +129,6 @@ class VideoVLMStage(L.LightningModule):
         use_retrieval: bool = False,
         architecture: str = "tiny",
         init_from: str | None = None,
-        frame_size: int = 112,
         model_overrides: dict | None = None,
         torch_dtype: str | None = None,
         max_new_tokens: int = 48,
@@ -140,16 +138,17 @@ class VideoVLMStage(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
     ):
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         check_answer_with(answer_with)
         self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
+        # Attributes, not hparams: under LightningCLI hparams are the config's values, and a
+        # subclass that fixes these (TeacherFinetuning) has no config entry for them.
         self.compressor = compressor if compressor is not None else Identity()
+        self.use_retrieval = use_retrieval
         if budget_tokens is not None:
             self.budget = Budget(tokens=budget_tokens)
         else:
             self.budget = Budget(frames=budget_frames if budget_frames is not None else 1)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
         self.vlm: VideoVLM | None = None
         if init_from is None:
             self.vlm = self._build_vlm()
@@ -157,26 +156,34 @@ class VideoVLMStage(L.LightningModule):
 
     def _build_vlm(self) -> VideoVLM:
         hp = self.hparams
-        return build_vlm(
-            hp.architecture,
-            hp.init_from,
-            hp.frame_size,
-            hp.model_overrides,
-            hp.torch_dtype,
-            hp.seed,
-        )
+        return build_vlm(hp.architecture, hp.init_from, hp.model_overrides, hp.torch_dtype, hp.seed)
 
     def configure_model(self) -> None:
-        """Load ``init_from`` (once the prerequisites exist)."""
+        """Load ``init_from`` (once the prerequisites exist); match the data's frame size."""
         if self.vlm is None:
             log.info("loading the VLM from %s", self.hparams.init_from)
             # from_pretrained returns eval mode; Lightning sets train/eval per loop itself.
             self.vlm = self._build_vlm().train()
+        self._match_frame_size()
+
+    def _match_frame_size(self) -> None:
+        """Record the data's frame size on the VLM when training; warn on a mismatch."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        size = getattr(datamodule, "frame_size", None)
+        if size is None:
+            return
+        if self.vlm.frame_size is not None and self.vlm.frame_size != size:
+            rank_zero_warn(
+                f"the model was trained on {self.vlm.frame_size} px frames but "
+                f"data.frame_size is {size}"
+            )
+        if self.trainer.state.fn == "fit":
+            self.vlm.frame_size = size  # saved with the model: what it was trained on
 
     # ----------------------------------------------------------------------------- inputs
     def input_videos(self, batch: dict) -> list[torch.Tensor]:
         """The frames this stage's model sees: reconstructed by the retriever or full."""
-        if self.hparams.use_retrieval:
+        if self.use_retrieval:
             if "retrieved_video" not in batch:
                 raise ValueError(
                     "use_retrieval is on but the batch has no 'retrieved_video': configure "
@@ -206,7 +213,7 @@ class VideoVLMStage(L.LightningModule):
     # ------------------------------------------------------------------------- evaluation
     def evaluate_batch(self, batch: dict, split: str) -> None:
         """Greedy answers for a batch; updates accuracy per question kind and token counts."""
-        if not batch.get("batch_size"):
+        if not self.has_samples(batch):
             return
         videos = self.compress_videos(self.input_videos(batch))
         output = self.vlm.generate(
@@ -219,13 +226,23 @@ class VideoVLMStage(L.LightningModule):
             )
         ]
         self.metrics[split].update(correct, batch["question_kind"])
+        self.log_visual_tokens(split, videos, batch["video"])
+
+    def log_visual_tokens(
+        self, split: str, videos: list[CompressedVideo], full_frames: list[torch.Tensor]
+    ) -> None:
+        """Log ``{split}/visual_tokens`` and ``{split}/kept_fraction`` of a batch."""
         size = len(videos)
-        kept = [v.num_tokens / self.full_video_tokens(f) for v, f in zip(videos, batch["video"])]
-        self.log(
-            f"{split}/visual_tokens", sum(v.num_tokens for v in videos) / size, batch_size=size
-        )
-        # Relative to the full video (not to the retriever's shorter one), as in the paper.
-        self.log(f"{split}/kept_fraction", sum(kept) / size, batch_size=size)
+        values = {
+            f"{split}/visual_tokens": sum(v.num_tokens for v in videos) / size,
+            # Relative to the full video (not to the retriever's shorter one), as in the paper.
+            f"{split}/kept_fraction": sum(
+                v.num_tokens / self.full_video_tokens(f) for v, f in zip(videos, full_frames)
+            )
+            / size,
+        }
+        for name, value in values.items():
+            self.log(name, value, batch_size=size)
 
     def full_video_tokens(self, frames: torch.Tensor) -> int:
         """Visual tokens the full, uncompressed video would give the language model."""
@@ -249,21 +266,6 @@ class VideoVLMStage(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_accuracy("test")
-
-    # --------------------------------------------------------------------- optimisation
-    def trainable_parameters(self):
-        """Parameters the optimizer updates (subclasses may exclude frozen parts)."""
-        return [p for p in self.vlm.parameters() if p.requires_grad]
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.trainable_parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     # --------------------------------------------------------------------------- export
     def on_fit_end(self) -> None:

@@ -1,6 +1,6 @@
 """Rewards for the G completions of one prompt, each a small class configurable from YAML.
 
-C-GRPO's reward for completion i (DESIGN.md section 1) is
+C-GRPO's reward for completion i (docs/DESIGN.md, "C-GRPO") is
 
     R_i = r_acc + r_format + 1[completion i is correct] * r_c,
     r_c = alpha * max(0, eta - tau),   eta = a_student / a_teacher,
@@ -9,6 +9,10 @@ which is ``CombinedReward([AccuracyReward(), FormatReward(), RetentionReward()])
 is called as ``reward(completions, answers, context) -> Tensor[G]`` (float32, unweighted);
 ``CombinedReward`` applies each reward's ``weight`` and reports every component under its
 ``name`` for logging. Empty, truncated or malformed completions score 0 and never raise.
+
+Correctness is computed once per completion: a caller that has scored the completions
+(C-GRPO does, once per step) passes them as ``RewardContext.correct`` and every reward that
+needs correctness reads it (:func:`completion_correctness`) instead of scoring again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 import torch
 
 from marc.rl.answers import is_correct
+
+DEFAULT_TOLERANCE = 0.01  # relative tolerance of numerical answers (is_correct's default)
 
 # A completion is well formed when it is one think block then one answer block.
 FORMAT_PATTERN = r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
@@ -35,7 +41,28 @@ class RewardContext:
     a_teacher: float | None = None  # teacher accuracy on this question with the full video
     solution: str | None = None  # the raw solution string, for logging and custom rewards
     options: list[str] | None = None  # multiple-choice options ("B. red"): text answers count
+    # Each completion's correctness, when the caller has scored them with ``tolerance``.
+    correct: list[bool] | None = None
+    tolerance: float = DEFAULT_TOLERANCE
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def completion_correctness(
+    completions: list[str], answers: list[str], context: RewardContext, tolerance: float
+) -> list[bool]:
+    """Whether each completion is correct: ``context.correct`` when it was scored with the
+    same ``tolerance``, else scored here."""
+    if context.correct is not None and tolerance == context.tolerance:
+        if len(context.correct) != len(completions):
+            raise ValueError(
+                f"context.correct has {len(context.correct)} entries for {len(completions)} "
+                "completions"
+            )
+        return list(context.correct)
+    return [
+        is_correct(completion, answer, context.problem_type, tolerance, context.options)
+        for completion, answer in zip(completions, answers)
+    ]
 
 
 class Reward:
@@ -84,7 +111,9 @@ class AccuracyReward(Reward):
 
     default_name = "accuracy"
 
-    def __init__(self, tolerance: float = 0.01, weight: float = 1.0, name: str | None = None):
+    def __init__(
+        self, tolerance: float = DEFAULT_TOLERANCE, weight: float = 1.0, name: str | None = None
+    ):
         super().__init__(weight, name)
         self.tolerance = _check_tolerance(tolerance)
 
@@ -92,14 +121,8 @@ class AccuracyReward(Reward):
         self, completions: list[str], answers: list[str], context: RewardContext
     ) -> list[float]:
         """One score per completion."""
-        return [
-            float(
-                is_correct(
-                    completion, answer, context.problem_type, self.tolerance, context.options
-                )
-            )
-            for completion, answer in zip(completions, answers)
-        ]
+        correct = completion_correctness(completions, answers, context, self.tolerance)
+        return [float(ok) for ok in correct]
 
 
 class FormatReward(Reward):
@@ -149,7 +172,7 @@ class RetentionReward(Reward):
         alpha: float = 1.0,
         tau: float = 0.6,
         eta_max: float | None = None,
-        tolerance: float = 0.01,
+        tolerance: float = DEFAULT_TOLERANCE,
         weight: float = 1.0,
         name: str | None = None,
     ):
@@ -174,10 +197,7 @@ class RetentionReward(Reward):
             )
         if not completions:
             return []
-        correct = [
-            is_correct(completion, answer, context.problem_type, self.tolerance, context.options)
-            for completion, answer in zip(completions, answers)
-        ]
+        correct = completion_correctness(completions, answers, context, self.tolerance)
         a_student = sum(correct) / len(correct)
         eta = retention_ratio(a_student, float(context.a_teacher), self.eta_max)
         r_c = self.alpha * max(0.0, eta - self.tau)

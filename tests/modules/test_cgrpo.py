@@ -70,7 +70,6 @@ def datamodule(data_root) -> VideoQADataModule:
 def cgrpo(model_dir, **kwargs) -> CGRPODistillation:
     settings = dict(
         init_from=str(model_dir),
-        frame_size=56,
         use_retrieval=False,
         num_generations=4,
         max_new_tokens=8,
@@ -244,7 +243,7 @@ def test_non_finite_reward_names_step_and_questions(export_dir, data_root, tmp_p
 
 def test_non_finite_loss_names_step_and_questions(data_root, tmp_path):
     module = CGRPODistillation(
-        rewards=[TextLengthReward()], frame_size=56, beta=0.0, num_generations=2, max_new_tokens=4
+        rewards=[TextLengthReward()], beta=0.0, num_generations=2, max_new_tokens=4
     )
     score = module.vlm.completion_logprobs
 

@@ -31,7 +31,6 @@ def _module(**kwargs):
     return CompressorWarmup(
         compressor=MemoryAwareMerge(),
         budget_frames=1,
-        frame_size=56,
         max_new_tokens=8,
         optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3),
         **kwargs,

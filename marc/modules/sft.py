@@ -1,0 +1,52 @@
+"""SupervisedFinetuning: cross-entropy on reference completions of a VideoVLM under a compressor.
+
+The base of the two supervised stages: ``TeacherFinetuning`` (all frames, no compression:
+``configs/teacher.yaml``) and ``CompressorWarmup`` (the student under MARC's compression:
+``configs/warmup.yaml``). The reference completion of a question is its target events'
+captions as reasoning, then the answer (``marc.modules.vlm_stage.sft_target``); the loss is
+the mean cross-entropy over completion tokens (``marc.models.vlm.completion_cross_entropy``),
+plus whatever :meth:`SupervisedFinetuning.extra_losses` adds.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from marc.models.vlm import CompletionLogProbs, completion_cross_entropy
+from marc.modules.vlm_stage import VideoVLMStage
+
+
+class SupervisedFinetuning(VideoVLMStage):
+    """SFT of a VideoVLM on reference completions; subclasses may add loss terms."""
+
+    needs_logits = False  # whether extra_losses reads the student's logits
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if not self.has_samples(batch):
+            return self.zero_loss()
+        videos = self.compress_videos(self.input_videos(batch))
+        targets = self.sft_targets(batch)
+        student = self.vlm.completion_logprobs(
+            videos, batch["prompt"], targets, return_logits=self.needs_logits
+        )
+        ce = completion_cross_entropy(student)
+        terms = self.extra_losses(batch, targets, student)
+        loss = ce + sum(weight * value for weight, value in terms.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss {loss.item()} at step {self.global_step} "
+                f"(questions {batch['problem_id']})"
+            )
+        size = batch["batch_size"]
+        for name, (_, value) in terms.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/ce", ce, batch_size=size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_visual_tokens("train", videos, batch["video"])
+        return loss
+
+    def extra_losses(
+        self, batch: dict, targets: list[str], student: CompletionLogProbs
+    ) -> dict[str, tuple[float, torch.Tensor]]:
+        """Further loss terms as ``{name: (weight, value)}`` (none here)."""
+        return {}
