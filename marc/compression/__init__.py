@@ -1,6 +1,6 @@
 """Visual-token compressors: MARC's memory-aware merge and the baselines it is compared with."""
 
-from marc.compression.base import Budget, CompressedVideo, TokenCompressor
+from marc.compression.base import Budget, CompressedVideo, Span, TokenCompressor
 from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
 from marc.compression.memory_aware import MemoryAwareMerge
 from marc.compression.tome import ToMe
@@ -11,6 +11,7 @@ __all__ = [
     "Identity",
     "MemoryAwareMerge",
     "RandomDrop",
+    "Span",
     "TemporalMeanPool",
     "ToMe",
     "TokenCompressor",

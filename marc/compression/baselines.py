@@ -26,7 +26,9 @@ __all__ = ["Identity", "RandomDrop", "TemporalMeanPool", "ToMe", "UniformFrames"
 class Identity(TokenCompressor):
     """Keep every token (the uncompressed baseline); the budget is ignored."""
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Return ``tokens`` unchanged with ``kept_fraction`` 1.0."""
         return CompressedVideo(tokens, grid, 1.0)
 
@@ -39,7 +41,9 @@ def uniform_indices(total: int, keep: int) -> list[int]:
 class UniformFrames(TokenCompressor):
     """Keep ``budget.max_groups`` temporal groups uniformly spaced in time (bin centres)."""
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Select the groups at the centres of ``max_groups`` equal time bins."""
         keep = uniform_indices(grid[0], budget.max_groups(grid))
         return kept_groups(tokens[keep], grid)
@@ -54,7 +58,9 @@ def chunk_bounds(total: int, chunks: int) -> list[tuple[int, int]]:
 class TemporalMeanPool(TokenCompressor):
     """Average ``budget.max_groups`` contiguous, near-equal chunks of temporal groups."""
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Replace each chunk of consecutive groups by its mean group."""
         keep = budget.max_groups(grid)
         # Averaging in float32 at least keeps bf16 chunk means accurate.
@@ -79,7 +85,9 @@ class RandomDrop(TokenCompressor):
     def extra_repr(self) -> str:
         return f"seed={self.seed}"
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Select a seeded random subset of groups, sorted by time."""
         generator = torch.Generator().manual_seed(self.seed)
         chosen = torch.randperm(grid[0], generator=generator)[: budget.max_groups(grid)]

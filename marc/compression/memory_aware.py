@@ -49,7 +49,9 @@ class MemoryAwareMerge(TokenCompressor):
     def extra_repr(self) -> str:
         return f"window={self.window}, local_keep={self.local_keep}"
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Compress ``tokens [T, H*W, D]`` to ``budget.max_groups(grid)`` temporal groups."""
         merged, _, _ = self.merge_groups(tokens, grid, budget)
         return kept_groups(merged, grid)

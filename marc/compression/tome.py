@@ -40,7 +40,9 @@ class ToMe(TokenCompressor):
     def extra_repr(self) -> str:
         return f"merge_ratio={self.merge_ratio}"
 
-    def compress(self, tokens: torch.Tensor, grid: Grid, budget: Budget) -> CompressedVideo:
+    def compress(
+        self, tokens: torch.Tensor, grid: Grid, budget: Budget, segments=None
+    ) -> CompressedVideo:
         """Merge groups by rounds of bipartite soft matching down to the budget."""
         target = budget.max_groups(grid)
         work = tokens.to(compute_dtype(tokens.dtype))
