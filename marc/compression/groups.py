@@ -1,4 +1,4 @@
-"""Operations on whole temporal groups: per-position cosine similarity and size-weighted merges.
+"""Operations on whole temporal groups: per-position cosine similarity and merges of two groups.
 
 A group is the ``[H*W, D]`` slice of one temporal step. Two groups are similar when the
 tokens at the same spatial position point the same way: the similarity is the mean over the
@@ -45,9 +45,21 @@ def group_similarity(
     return ((a.detach() * b.detach()).sum(-1) * inv_a * inv_b).mean()
 
 
+MERGE_RULES = ("pairwise", "size_weighted")
+
+
 def merge_pair(
-    mean_a: torch.Tensor, count_a: int, mean_b: torch.Tensor, count_b: int
+    mean_a: torch.Tensor,
+    count_a: int,
+    mean_b: torch.Tensor,
+    count_b: int,
+    rule: str = "size_weighted",
 ) -> torch.Tensor:
-    """Size-weighted average of two groups holding ``count_a`` and ``count_b`` original groups."""
+    """Two groups, holding ``count_a`` and ``count_b`` original groups, merged into one.
+
+    ``"size_weighted"``: the mean of all original groups the two hold;
+    ``"pairwise"``: ``(a + b) / 2`` whatever they hold (MARC's rule).
+    """
+    weight = 0.5 if rule == "pairwise" else count_b / (count_a + count_b)
     # lerp rather than (ca*a + cb*b) / (ca+cb): merging two equal groups returns them bit-exactly.
-    return torch.lerp(mean_a, mean_b, count_b / (count_a + count_b))
+    return torch.lerp(mean_a, mean_b, weight)

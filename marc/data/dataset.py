@@ -90,6 +90,8 @@ class VideoQADataset(Dataset):
         if self.retriever is not None:
             result = self.retriever.retrieve(annotation.video_id, frames, annotation.problem)
             sample["retrieved_video"] = result.frames
+            # Frame spans of the clips inside retrieved_video: the compressor's segments.
+            sample["retrieved_segments"] = [tuple(s) for s in result.segments]
             sample["retrieval"] = {
                 "spans": [tuple(s) for s in result.spans],
                 "scores": [float(s) for s in result.scores],

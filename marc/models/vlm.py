@@ -239,11 +239,41 @@ class VideoVLM(nn.Module):
         return features.view(grid[0], grid[1] * grid[2], -1), grid
 
     def compress(
-        self, frames: torch.Tensor, compressor: TokenCompressor, budget: Budget
+        self,
+        frames: torch.Tensor,
+        compressor: TokenCompressor,
+        budget: Budget,
+        segments: list[tuple[int, int]] | None = None,
     ) -> CompressedVideo:
-        """Encode a video and compress its tokens to ``budget``."""
+        """Encode a video and compress its tokens to ``budget``.
+
+        ``segments`` are frame spans that tile ``frames`` (the retrieved clips); they reach
+        the compressor as spans of temporal groups, so each must start on a group border.
+        """
         tokens, grid = self.encode_video(frames)
-        return compressor(tokens, grid, budget)
+        return compressor(tokens, grid, budget, self.group_segments(segments, len(frames)))
+
+    def group_segments(
+        self, segments: list[tuple[int, int]] | None, num_frames: int
+    ) -> list[tuple[int, int]] | None:
+        """Frame spans -> spans of temporal groups (``temporal_patch_size`` frames each).
+
+        A span starting inside a group would put two clips in one group: a ValueError says
+        to pad clips to whole groups (``VisualMemoryRetriever`` does).
+        """
+        if segments is None:
+            return None
+        size = self.temporal_patch_size
+        groups = -(-num_frames // size)
+        spans = []
+        for index, (start, end) in enumerate(segments):
+            if start % size:
+                raise ValueError(
+                    f"segment {index} starts at frame {start}, inside a temporal group of "
+                    f"{size} frames: pad each clip to a multiple of {size} frames"
+                )
+            spans.append((start // size, min(groups, -(-end // size))))
+        return spans
 
     # ------------------------------------------------------------------------------ prompts
     def build_prompt(self, question: str) -> str:

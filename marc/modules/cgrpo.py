@@ -158,10 +158,10 @@ class CGRPODistillation(VideoVLMStage):
     def _train_on(self, batch: dict) -> torch.Tensor:
         """Sample, score, then ``num_iterations`` updates on one batch; returns the mean loss."""
         hp = self.hparams
-        frames = self.input_videos(batch)
+        frames, segments = self.input_videos(batch), self.input_segments(batch)
         prompts = repeat_per_generation(batch["prompt"], hp.num_generations)
         with torch.no_grad():
-            videos = self.compress_videos(frames)
+            videos = self.compress_videos(frames, segments)
         rollout = sample_groups(
             self.vlm,
             videos,
@@ -178,13 +178,13 @@ class CGRPODistillation(VideoVLMStage):
         rewards, components = self._score(batch, rollout, correct, a_teacher)
         advantages = group_advantages(rewards, scale_std=hp.scale_rewards).flatten()
         advantages = advantages.to(rollout.mask.device)  # rewards are computed on the CPU
-        ref_logprobs = self._reference_logprobs(frames, prompts, rollout)
+        ref_logprobs = self._reference_logprobs(frames, segments, prompts, rollout)
 
         stats = defaultdict(list)
         for _ in range(hp.num_iterations):
             # Re-encoded with gradients: the vision tower is part of the policy.
             policy = self.vlm.completion_logprobs(
-                repeat_per_generation(self.compress_videos(frames), hp.num_generations),
+                repeat_per_generation(self.compress_videos(frames, segments), hp.num_generations),
                 prompts,
                 rollout.sequences,
                 add_eos=False,
@@ -276,13 +276,19 @@ class CGRPODistillation(VideoVLMStage):
 
     @torch.no_grad()
     def _reference_logprobs(
-        self, frames: list[torch.Tensor], prompts: list[str], rollout: Rollout
+        self,
+        frames: list[torch.Tensor],
+        segments: list[list[tuple[int, int]] | None],
+        prompts: list[str],
+        rollout: Rollout,
     ) -> torch.Tensor | None:
         """The frozen reference's log-probs of the sampled ids, on its own visual tokens."""
         reference = self.reference
         if reference is None:
             return None
-        videos = [reference.compress(f, self.compressor, self.budget) for f in frames]
+        videos = [
+            reference.compress(f, self.compressor, self.budget, s) for f, s in zip(frames, segments)
+        ]
         return reference.completion_logprobs(
             repeat_per_generation(videos, self.hparams.num_generations),
             prompts,

@@ -24,7 +24,7 @@ class SupervisedFinetuning(VideoVLMStage):
     def training_step(self, batch: dict, batch_idx: int):
         if not self.has_samples(batch):
             return self.zero_loss()
-        videos = self.compress_videos(self.input_videos(batch))
+        videos = self.compressed_inputs(batch)
         targets = self.sft_targets(batch)
         student = self.vlm.completion_logprobs(
             videos, batch["prompt"], targets, return_logits=self.needs_logits

@@ -192,9 +192,26 @@ class VideoVLMStage(StageModule):
             return batch["retrieved_video"]
         return batch["video"]
 
-    def compress_videos(self, frames: list[torch.Tensor]) -> list[CompressedVideo]:
-        """Encode and compress each video to the stage's budget."""
-        return [self.vlm.compress(f, self.compressor, self.budget) for f in frames]
+    def input_segments(self, batch: dict) -> list[list[tuple[int, int]] | None]:
+        """The clip spans of each input video (the retrieved clips), None for full videos."""
+        if self.use_retrieval:
+            return batch.get("retrieved_segments") or [None] * len(batch["retrieved_video"])
+        return [None] * len(batch["video"])
+
+    def compress_videos(
+        self,
+        frames: list[torch.Tensor],
+        segments: list[list[tuple[int, int]] | None] | None = None,
+    ) -> list[CompressedVideo]:
+        """Encode and compress each video to the stage's budget (within its segments)."""
+        segments = segments if segments is not None else [None] * len(frames)
+        return [
+            self.vlm.compress(f, self.compressor, self.budget, s) for f, s in zip(frames, segments)
+        ]
+
+    def compressed_inputs(self, batch: dict) -> list[CompressedVideo]:
+        """The batch's input videos, encoded and compressed within their clips."""
+        return self.compress_videos(self.input_videos(batch), self.input_segments(batch))
 
     def sft_targets(self, batch: dict) -> list[str]:
         """Reference completions of a batch (think = target captions, answer = solution)."""
@@ -215,7 +232,7 @@ class VideoVLMStage(StageModule):
         """Greedy answers for a batch; updates accuracy per question kind and token counts."""
         if not self.has_samples(batch):
             return
-        videos = self.compress_videos(self.input_videos(batch))
+        videos = self.compressed_inputs(batch)
         output = self.vlm.generate(
             videos, batch["prompt"], max_new_tokens=self.hparams.max_new_tokens, do_sample=False
         )

@@ -4,8 +4,8 @@ question needs and put them back together in time order.
 A retriever saves to a folder (``save_pretrained``, written to a staging folder and then
 renamed into place) and loads from it (``from_pretrained``)::
 
-    retriever.json        format_version, k, max_clip_frames, and the clip encoder, query
-                          encoder and segmenter as {class_path, init_args}
+    retriever.json        format_version, k, max_clip_frames, frame_multiple, and the clip
+                          encoder, query encoder and segmenter as {class_path, init_args}
     clip_encoder.pt       state dict (tensors only; loaded with weights_only=True)
     query_encoder.pt      state dict
     memory/               VideoMemory.save output (hnswlib index + JSON metadata)
@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,20 +47,40 @@ class RetrievalResult:
     """The reconstructed video and the chosen clips, all in time order."""
 
     frames: torch.Tensor  # uint8 [T', C, H, W]
-    spans: list[Span]
+    spans: list[Span]  # the chosen clips, in frames of the full video
     scores: list[float]
     clip_indices: list[int]
     offset: int = 0  # the query's predicted offset from the matched clips (see retrieve)
+    # Where each clip lies in ``frames`` (they tile it): the compressor's segments.
+    segments: list[Span] = field(default_factory=list)
 
 
 def reconstruct_video(
-    frames: torch.Tensor, spans: list[Span], max_clip_frames: int | None = None
-) -> torch.Tensor:
-    """Concatenate the frames of ``spans`` in time order, each capped to ``max_clip_frames``."""
+    frames: torch.Tensor,
+    spans: list[Span],
+    max_clip_frames: int | None = None,
+    frame_multiple: int = 1,
+) -> tuple[torch.Tensor, list[Span]]:
+    """Concatenate the frames of ``spans`` in time order; returns them and each clip's span.
+
+    Each clip is capped to ``max_clip_frames`` (uniformly subsampled), then padded by
+    repeating its last frame to a multiple of ``frame_multiple`` frames, so that when a
+    vision tower groups ``frame_multiple`` frames into one temporal group (Qwen2.5-VL: 2),
+    no group holds frames of two clips.
+    """
     if not spans:
         raise ValueError("cannot reconstruct a video from no spans")
-    pieces = [subsample_frames(frames[s:e], max_clip_frames) for s, e in sorted(spans)]
-    return torch.cat(pieces)
+    if frame_multiple < 1:
+        raise ValueError(f"frame_multiple must be at least 1, got {frame_multiple}")
+    pieces, segments, start = [], [], 0
+    for s, e in sorted(spans):
+        clip = subsample_frames(frames[s:e], max_clip_frames)
+        if pad := -len(clip) % frame_multiple:
+            clip = torch.cat([clip, clip[-1:].expand(pad, -1, -1, -1)])
+        pieces.append(clip)
+        segments.append((start, start + len(clip)))
+        start += len(clip)
+    return torch.cat(pieces), segments
 
 
 @contextmanager
@@ -87,6 +107,9 @@ class VisualMemoryRetriever:
         k: clips retrieved per question (the paper uses 3).
         max_clip_frames: frames kept per retrieved clip in the reconstruction (uniformly
             subsampled); None keeps whole clips.
+        frame_multiple: each retrieved clip is padded (its last frame repeated) to a
+            multiple of this many frames: 2, Qwen2.5-VL's temporal patch, so no temporal
+            group of the reconstructed video spans two clips.
     """
 
     def __init__(
@@ -97,6 +120,7 @@ class VisualMemoryRetriever:
         memory: VideoMemory | None = None,
         k: int = 3,
         max_clip_frames: int | None = None,
+        frame_multiple: int = 2,
     ):
         if clip_encoder.embed_dim != query_encoder.embed_dim:
             raise ValueError(
@@ -116,6 +140,7 @@ class VisualMemoryRetriever:
         self.memory = memory
         self.k = k
         self.max_clip_frames = max_clip_frames
+        self.frame_multiple = frame_multiple
 
     def index_video(self, video_id: str, frames: torch.Tensor) -> list[int]:
         """Segment and embed a video's clips into the memory once; returns their memory ids."""
@@ -163,8 +188,12 @@ class VisualMemoryRetriever:
             chosen = self._moved(video_id, list(chosen.values()), offset)
         order = sorted(chosen.values(), key=lambda item: item[0]["span"][0])
         spans = [(meta["span"][0], meta["span"][1]) for meta, _ in order]
+        reconstructed, segments = reconstruct_video(
+            frames, spans, self.max_clip_frames, self.frame_multiple
+        )
         return RetrievalResult(
-            frames=reconstruct_video(frames, spans, self.max_clip_frames),
+            frames=reconstructed,
+            segments=segments,
             spans=spans,
             scores=[score for _, score in order],
             clip_indices=[meta["clip_index"] for meta, _ in order],
@@ -199,6 +228,7 @@ class VisualMemoryRetriever:
             "segmenter": describe(self.segmenter),
             "k": self.k,
             "max_clip_frames": self.max_clip_frames,
+            "frame_multiple": self.frame_multiple,
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         torch.save(self.clip_encoder.state_dict(), staging / STATE_FILES["clip_encoder"])
@@ -229,6 +259,8 @@ class VisualMemoryRetriever:
             memory=VideoMemory.load(directory / "memory"),
             k=_field(config, "k", where) if k is None else k,
             max_clip_frames=_field(config, "max_clip_frames", where),
+            # Folders saved before clips were padded: pad them now, as new ones do.
+            frame_multiple=config.get("frame_multiple", 2),
         )
 
 

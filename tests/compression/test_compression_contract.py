@@ -15,7 +15,8 @@ FACTORIES = {
     "ToMe": mc.ToMe,
     "RandomDrop": mc.RandomDrop,
     "MemoryAwareMerge": mc.MemoryAwareMerge,
-    "MemoryAwareMergeW2K2": lambda: mc.MemoryAwareMerge(window=2, local_keep=2),
+    "MemoryAwareMergeW2R1": lambda: mc.MemoryAwareMerge(window=2, local_ratio=1.0),
+    "MemoryAwareMergeSizeWeighted": lambda: mc.MemoryAwareMerge(merge="size_weighted"),
 }
 COMPRESSING = [name for name in FACTORIES if name != "Identity"]
 GRIDS = [(1, 1, 1), (1, 2, 3), (2, 2, 2), (5, 2, 2), (8, 3, 3), (13, 2, 4), (32, 4, 4)]
@@ -174,7 +175,7 @@ def test_parameter_free_modules_with_simple_defaults(name):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):  # nn.Module's own __init__
             continue
         assert param.default is not inspect.Parameter.empty
-        assert param.annotation in (int, float, "int", "float")
+        assert param.annotation in (int, float, str, "int", "float", "str")
 
 
 def test_instantiable_from_class_path():
@@ -182,7 +183,7 @@ def test_instantiable_from_class_path():
     parser = jsonargparse.ArgumentParser()
     parser.add_argument("--compressor", type=TokenCompressor)
     for name, init_args in [
-        ("MemoryAwareMerge", {"window": 2, "local_keep": 2}),
+        ("MemoryAwareMerge", {"window": 2, "local_ratio": 0.5, "merge": "size_weighted"}),
         ("UniformFrames", {}),
         ("ToMe", {"merge_ratio": 1.0}),
         ("RandomDrop", {"seed": 3}),
@@ -193,3 +194,29 @@ def test_instantiable_from_class_path():
         assert type(compressor).__name__ == name
         for key, value in init_args.items():
             assert getattr(compressor, key) == value
+
+
+@pytest.mark.parametrize(
+    ("segments", "message"),
+    [
+        ([(0, 3), (2, 6)], r"segment 1 \(2, 6\) overlaps"),
+        ([(0, 3), (4, 6)], r"segment 1 \(4, 6\) leaves a gap"),
+        ([(0, 3), (3, 3), (3, 6)], r"segment 1 \(3, 3\) is empty"),
+        ([(0, 3), (3, 7)], r"segment 1 \(3, 7\) ends after"),
+        ([(0, 3)], r"cover \[0, 3\) but the video has 6"),
+        ([], "segments is empty"),
+        ([(0, "x")], "segment 0 must be a"),
+    ],
+)
+@pytest.mark.parametrize("name", FACTORIES)
+def test_segments_that_do_not_tile_the_video_name_the_span(name, segments, message):
+    grid = (6, 2, 2)
+    with pytest.raises(ValueError, match=message):
+        FACTORIES[name]()(video(grid), grid, Budget(frames=2), segments=segments)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_every_compressor_accepts_segments(name):
+    grid = (6, 2, 2)
+    out = FACTORIES[name]()(video(grid), grid, Budget(frames=2), segments=[(0, 2), (2, 6)])
+    assert out.num_tokens <= (6 if name == "Identity" else 2) * 4

@@ -34,7 +34,9 @@ def merge_all_groups(tokens: torch.Tensor, grid: tuple[int, int, int]) -> Compre
     return CompressedVideo(tokens.mean(0, keepdim=True), (1, h, w), 1 / t)
 
 
-def keep_all(tokens: torch.Tensor, grid: tuple[int, int, int], budget: Budget) -> CompressedVideo:
+def keep_all(
+    tokens: torch.Tensor, grid: tuple[int, int, int], budget: Budget, segments=None
+) -> CompressedVideo:
     """Test stand-in compressor that keeps every token."""
     return CompressedVideo(tokens, grid, 1.0)
 

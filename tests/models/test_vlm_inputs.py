@@ -6,7 +6,9 @@ import pytest
 import torch
 from transformers import Qwen2VLVideoProcessor
 
-from .conftest import COMPLETION, QUESTION, random_frames, random_video
+from marc.compression import Budget
+
+from .conftest import COMPLETION, QUESTION, keep_all, random_frames, random_video
 
 
 @pytest.mark.parametrize("num_frames,height,width", [(4, 56, 84), (5, 28, 56)])
@@ -88,3 +90,24 @@ def test_a_batch_may_hold_more_videos_than_its_prompts_have_tokens(vlm):
     assert many["input_ids"].shape[1] < 120  # more videos than positions per sequence
     assert torch.equal(many["position_ids"][:, :3], batch["position_ids"])
     assert torch.equal(many["position_ids"][:, 117:], batch["position_ids"])
+
+
+def test_clip_spans_reach_the_compressor_as_temporal_groups(vlm):
+    seen = []
+
+    def recording(tokens, grid, budget, segments=None):
+        seen.append((grid, segments))
+        return keep_all(tokens, grid, budget)
+
+    frames = random_frames(10)
+    vlm.compress(frames, recording, Budget(frames=1), segments=[(0, 4), (4, 10)])
+    assert seen == [((5, 2, 2), [(0, 2), (2, 5)])]
+    vlm.compress(frames, recording, Budget(frames=1))
+    assert seen[-1][1] is None
+
+
+def test_a_clip_starting_inside_a_temporal_group_is_refused(vlm):
+    with pytest.raises(ValueError, match="segment 1 starts at frame 3.*pad each clip"):
+        vlm.group_segments([(0, 3), (3, 10)], 10)
+    # The last clip may end on an odd frame: the vision tower pads the video itself.
+    assert vlm.group_segments([(0, 4), (4, 9)], 9) == [(0, 2), (2, 5)]

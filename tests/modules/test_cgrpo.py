@@ -197,7 +197,7 @@ def test_end_to_end_fit_with_teacher_logs_everything(export_dir, data_root, tmp_
     L.seed_everything(0)
     module = cgrpo(
         export_dir,
-        compressor=MemoryAwareMerge(window=4, local_keep=1),
+        compressor=MemoryAwareMerge(window=4, local_ratio=0.25),
         num_iterations=2,
         export_dir=str(tmp_path / "student"),
     )

@@ -101,7 +101,12 @@ def test_fit_logs_metrics_and_the_callback_saves_a_working_retriever(data, tmp_p
     spans = sample["retrieval"]["spans"]
     assert sample["retrieval"]["offset"] == 0  # this query encoder has no relation head
     assert len(spans) <= 2 and spans == sorted(spans)
-    assert sample["retrieved_video"].shape[0] == sum(e - s for s, e in spans)
+    # Each clip padded to whole temporal groups; its span in the reconstruction is served.
+    padded = [e - s + (e - s) % 2 for s, e in spans]
+    assert sample["retrieved_video"].shape[0] == sum(padded)
+    segments = sample["retrieved_segments"]
+    assert [e - s for s, e in segments] == padded and segments[0][0] == 0
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
 
 
 def test_missing_retriever_dir_names_the_command(tmp_path, data):

@@ -44,16 +44,25 @@ def test_retrieve_reconstructs_chosen_clips_in_time_order(retriever):
     assert result.clip_indices == sorted(result.clip_indices)
     all_spans = [(0, 10), (10, 22), (22, 30), (30, 41)]
     assert result.spans == [all_spans[i] for i in result.clip_indices]
-    assert len(result.frames) == sum(e - s for s, e in result.spans)
-    expected = torch.cat([frames[s:e] for s, e in result.spans])
-    assert torch.equal(result.frames, expected)
+    # Each clip is padded to whole temporal groups of two frames by repeating its last frame.
+    padded = [
+        torch.cat([frames[s:e], frames[e - 1 : e].expand((e - s) % 2, -1, -1, -1)])
+        for s, e in result.spans
+    ]
+    assert torch.equal(result.frames, torch.cat(padded))
+    lengths = [len(clip) for clip in padded]
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    assert result.segments == [(s, s + n) for s, n in zip(starts, lengths)]
+    assert all(start % 2 == 0 for start, _ in result.segments)
 
 
 def test_k_larger_than_the_number_of_clips_returns_all(retriever):
     frames = _video()
     result = retriever.retrieve("v0", frames, QUESTION, k=10)
     assert result.spans == [(0, 10), (10, 22), (22, 30), (30, 41)]
-    assert torch.equal(result.frames, frames)
+    # The last clip has 11 frames: its last frame is repeated once.
+    assert torch.equal(result.frames, torch.cat([frames, frames[-1:]]))
+    assert result.segments == [(0, 10), (10, 22), (22, 30), (30, 42)]
 
 
 def test_videos_are_indexed_once_and_searched_separately(retriever):
@@ -83,8 +92,17 @@ def test_max_clip_frames_caps_each_clip():
 
 def test_reconstruct_video_sorts_spans():
     frames = torch.arange(10).view(10, 1, 1, 1)
-    out = reconstruct_video(frames, [(6, 8), (1, 3)])
-    assert out.flatten().tolist() == [1, 2, 6, 7]
+    out, segments = reconstruct_video(frames, [(6, 8), (1, 3)])
+    assert out.flatten().tolist() == [1, 2, 6, 7] and segments == [(0, 2), (2, 4)]
+
+
+def test_reconstruct_video_pads_each_clip_to_whole_groups():
+    frames = torch.arange(10).view(10, 1, 1, 1)
+    out, segments = reconstruct_video(frames, [(0, 3), (5, 10)], frame_multiple=2)
+    assert out.flatten().tolist() == [0, 1, 2, 2, 5, 6, 7, 8, 9, 9]
+    assert segments == [(0, 4), (4, 10)]
+    with pytest.raises(ValueError, match="frame_multiple"):
+        reconstruct_video(frames, [(0, 3)], frame_multiple=0)
 
 
 def test_embed_dim_mismatch_raises():
@@ -128,7 +146,8 @@ def test_relation_head_moves_the_match_to_its_neighbour():
         assert moved.offset == offset and moved.clip_indices == [expected]
         assert moved.scores == matched.scores  # a moved clip keeps its match's score
         assert moved.spans == [all_spans[expected]]
-        assert torch.equal(moved.frames, frames[slice(*all_spans[expected])])
+        start, end = all_spans[expected]
+        assert torch.equal(moved.frames[: end - start], frames[start:end])
 
 
 def test_moved_matches_are_clamped_to_the_video_and_kept_once():

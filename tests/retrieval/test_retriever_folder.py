@@ -39,7 +39,7 @@ def test_the_config_describes_every_part_by_class_path(saved):
     # The weights are in clip_encoder.pt: loading must never ask timm for pretrained ones.
     assert config["clip_encoder"]["init_args"]["pretrained"] is False
     assert config["query_encoder"]["init_args"]["max_offset"] == 1
-    assert (config["k"], config["max_clip_frames"]) == (2, 3)
+    assert (config["k"], config["max_clip_frames"], config["frame_multiple"]) == (2, 3, 2)
 
 
 def test_a_loaded_retriever_answers_like_the_saved_one(saved):
