@@ -3,19 +3,30 @@
 Flow: uint8 frames -> :meth:`VideoVLM.pixel_inputs` (the Qwen2-VL video processor's
 patchification, in torch) -> :meth:`VideoVLM.encode_video` (vision tower, tokens
 ``[T', h*w, D]`` time-major) -> a compressor -> :meth:`VideoVLM.prepare_inputs`, which puts
-the kept tokens into the language model through ``mm_encoder_outputs`` with the compressed
-grid, so the M-RoPE positions come from transformers' own ``get_rope_index`` for that grid.
+the kept tokens into the language model through ``mm_encoder_outputs`` (one placeholder
+per token, in ``CompressedVideo.flat_tokens`` order) with explicit 3-D M-RoPE position ids.
+
+Positions (:mod:`marc.models.positions`): every visual token is placed at its own
+``(t, h, w)`` (``CompressedVideo.token_positions``: the cells of the compressed grid for a
+grid-shaped video, the kept tokens' cells of the input grid for a token-level one). A video
+after ``s`` text positions puts ``(t, h, w)`` at ``(s + t * tokens_per_second, s + h,
+s + w)``, and the text after it continues at ``s + max(H, W)`` of its grid, the rule of
+transformers' ``get_rope_index`` (5.24), which the tests check it equals for grid-shaped
+videos. Text ids are equal on the three axes.
 
 Batch layout (teacher forcing and generation alike): every prompt is left-padded to the
 longest prompt ``P`` and every completion is right-padded after it, so completion token
 ``j`` of every row sits at column ``P + j``. Generation is a compact KV-cached decode loop
-with explicit position ids continuing those of ``get_rope_index`` (what ``model.generate``
-does too; the tests check the two agree). It is used instead of ``model.generate`` so that
-sampling draws from a caller's ``torch.Generator`` (reproducible rollouts without touching
-the global RNG), vision placeholder tokens can never be sampled, and the result is the
-completion ids with their mask. ``model.model.rope_deltas`` is reset on every call: it is
-state transformers keeps between calls, and for more than one temporal group it does not
-match the text positions ``get_rope_index`` returns (transformers 5.24).
+with explicit position ids continuing the prompt's text positions by one per token, as
+the same tokens get in a longer teacher-forced sequence (and as ``model.generate`` places
+them for grid-shaped videos; the tests check both). It is used instead of
+``model.generate`` so that sampling draws from a caller's ``torch.Generator``
+(reproducible rollouts without touching the global RNG), vision placeholder tokens can
+never be sampled, token-level videos work, and the result is the completion ids with their
+mask. ``model.model.rope_deltas`` is reset on every call: it is state transformers keeps
+between calls, and for more than one temporal group it does not match the text positions
+``get_rope_index`` returns (transformers 5.24: the deltas count from the largest temporal
+id, the text continues from the spatial extent).
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from marc.compression.base import Budget, CompressedVideo, Grid, TokenCompressor
+from marc.models.positions import VIDEO_TOKEN_TYPE, mrope_position_ids
 from marc.models.tiny import tiny_qwen2_5_vl_config
 from marc.vocabulary import build_tiny_tokenizer
 
@@ -57,7 +69,9 @@ MODEL_INPUT_KEYS = (
     "video_grid_thw",
     "mm_encoder_outputs",
 )
-TEXT_TOKEN, VIDEO_TOKEN_TYPE = 0, 2
+# Seconds of video per temporal group in the M-RoPE temporal ids: the value transformers
+# assumes when no second_per_grid_ts is given (frame rates are not tracked per video).
+SECONDS_PER_GROUP = 1
 
 
 @dataclass
@@ -114,6 +128,8 @@ class VideoVLM(nn.Module):
         self.patch_size: int = vision.patch_size
         self.temporal_patch_size: int = vision.temporal_patch_size
         self.merge_size: int = vision.spatial_merge_size
+        # M-RoPE temporal id step per temporal group, as get_rope_index scales it.
+        self.time_interval: float = vision.tokens_per_second * SECONDS_PER_GROUP
         self.video_token_id: int = config.video_token_id
         self.video_token: str = tokenizer.convert_ids_to_tokens(self.video_token_id)
         self.pad_token_id: int = (
@@ -331,8 +347,12 @@ class VideoVLM(nn.Module):
         ``prompts`` are questions (wrapped with :meth:`build_prompt`) or full prompts holding
         one video placeholder. String completions get an EOS appended (``add_eos``); id
         completions (e.g. ``GenerationOutput.sequences``) are cut after their first EOS.
+        Videos may be grid-shaped or token-level (``CompressedVideo``), mixed freely.
         Returns the model inputs (``MODEL_INPUT_KEYS``) plus ``completion_mask`` (aligned
         with ``input_ids``, 1 on completion tokens) and ``prompt_length`` ``P``.
+        ``position_ids`` ``[3, B, L]`` come from :func:`mrope_position_ids`; the model uses
+        them as given. ``video_grid_thw`` (see :meth:`_video_grid_thw`) is None when a video
+        is token-level.
         """
         if len(videos) != len(prompts):
             raise ValueError(f"got {len(videos)} videos but {len(prompts)} prompts")
@@ -361,34 +381,37 @@ class VideoVLM(nn.Module):
         mm_token_type_ids[:, :prompt_length][
             input_ids[:, :prompt_length] == self.video_token_id
         ] = VIDEO_TOKEN_TYPE
-        # The LM grid is in patch units: each merged token covers merge_size^2 patches.
-        video_grid_thw = torch.tensor(
-            [[t, h * self.merge_size, w * self.merge_size] for t, h, w in (v.grid for v in videos)],
-            device=device,
-        )
-        features = tuple(
-            v.tokens.reshape(-1, v.tokens.shape[-1]).to(device, self.dtype) for v in videos
-        )
-        position_ids, _ = self.model.model.get_rope_index(
-            input_ids,
-            mm_token_type_ids=mm_token_type_ids,
-            video_grid_thw=video_grid_thw,
-            attention_mask=attention_mask,
-            # One entry per video, the value transformers assumes when none is given: its own
-            # default has one entry per sequence position, shared by the whole batch, and runs
-            # out when a batch holds more videos than its prompts have tokens.
-            second_per_grid_ts=[1] * len(videos),
+        features = tuple(v.flat_tokens().to(device, self.dtype) for v in videos)
+        position_ids = mrope_position_ids(
+            mm_token_type_ids, attention_mask, videos, self.time_interval
         )
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "position_ids": position_ids,
             "mm_token_type_ids": mm_token_type_ids,
-            "video_grid_thw": video_grid_thw,
+            "video_grid_thw": self._video_grid_thw(videos),
             "mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=features)},
             "completion_mask": completion_mask.to(device),
             "prompt_length": prompt_length,
         }
+
+    def _video_grid_thw(self, videos: list[CompressedVideo]) -> torch.Tensor | None:
+        """Each video's grid in patch units ``[B, 3]``, or None when a video is token-level.
+
+        The model does not read it when ``position_ids`` and ``mm_encoder_outputs`` are given
+        (it only checks that features and placeholders have the same count); it is there so
+        that transformers' own paths (``model.generate``, a forward without position ids)
+        rebuild the same positions for grid-shaped videos. No grid describes tokens at
+        arbitrary positions, so for those there is none rather than a misleading one.
+        """
+        if any(v.is_token_level for v in videos):
+            return None
+        # Each merged token covers merge_size^2 patches.
+        return torch.tensor(
+            [[t, h * self.merge_size, w * self.merge_size] for t, h, w in (v.grid for v in videos)],
+            device=self.device,
+        )
 
     # --------------------------------------------------------------------- teacher forcing
     def forward(self, inputs: dict, **kwargs):
@@ -477,7 +500,7 @@ class VideoVLM(nn.Module):
         attention_mask = inputs["attention_mask"]
         rows = attention_mask.shape[0]
         # The prompt ends with text, whose three M-RoPE coordinates are equal; new tokens
-        # continue from it exactly as get_rope_index would place them in a longer sequence.
+        # continue from it exactly as prepare_inputs places them in a longer sequence.
         next_position = inputs["position_ids"][0, :, -1] + 1
         out = self(inputs, use_cache=True, logits_to_keep=1)
         finished = torch.zeros(rows, dtype=torch.bool, device=self.device)
@@ -537,7 +560,8 @@ class VideoVLM(nn.Module):
         repeated = dict(inputs)
         for key in ("input_ids", "attention_mask", "mm_token_type_ids", "completion_mask"):
             repeated[key] = inputs[key].repeat_interleave(times, dim=0)
-        repeated["video_grid_thw"] = inputs["video_grid_thw"].repeat_interleave(times, dim=0)
+        if inputs.get("video_grid_thw") is not None:
+            repeated["video_grid_thw"] = inputs["video_grid_thw"].repeat_interleave(times, dim=0)
         repeated["position_ids"] = inputs["position_ids"].repeat_interleave(times, dim=1)
         repeated["mm_encoder_outputs"] = {
             "video": BaseModelOutputWithPooling(
