@@ -42,13 +42,18 @@ def video_position_ids(
 
 
 def row_position_ids(
-    token_types: torch.Tensor, video: CompressedVideo, time_interval: float
+    token_types: torch.Tensor, video: CompressedVideo | None, time_interval: float
 ) -> torch.Tensor:
     """Position ids ``[3, L]`` of one unpadded row: text, one run of ``video``'s tokens, text.
 
     ``token_types`` ``[L]`` holds ``VIDEO_TOKEN_TYPE`` on the video's placeholders and
     ``TEXT_TOKEN_TYPE`` elsewhere; the run must hold exactly ``video.num_tokens`` of them.
+    A row without a video (None: a text-only prompt) counts up on all three axes.
     """
+    if video is None:
+        if bool((token_types == VIDEO_TOKEN_TYPE).any()):
+            raise ValueError("a row without a video holds video placeholders")
+        return torch.arange(token_types.shape[0], device=token_types.device).expand(3, -1)
     slots = (token_types == VIDEO_TOKEN_TYPE).nonzero().flatten()
     count = video.num_tokens
     if count == 0:
@@ -74,10 +79,11 @@ def row_position_ids(
 def mrope_position_ids(
     token_types: torch.Tensor,
     attention_mask: torch.Tensor,
-    videos: Sequence[CompressedVideo],
+    videos: Sequence[CompressedVideo | None],
     time_interval: float,
 ) -> torch.Tensor:
-    """M-RoPE position ids ``[3, B, L]`` of a batch whose row ``i`` holds ``videos[i]``.
+    """M-RoPE position ids ``[3, B, L]`` of a batch whose row ``i`` holds ``videos[i]``
+    (None: a text-only row).
 
     ``token_types`` and ``attention_mask`` are ``[B, L]``; padded columns (mask 0, left
     or right) are skipped and get 0, so a row's ids do not depend on its padding.

@@ -131,6 +131,8 @@ class VideoVLM(nn.Module):
         # M-RoPE temporal id step per temporal group, as get_rope_index scales it.
         self.time_interval: float = vision.tokens_per_second * SECONDS_PER_GROUP
         self.video_token_id: int = config.video_token_id
+        self.vision_start_id: int = config.vision_start_token_id
+        self.vision_end_id: int = config.vision_end_token_id
         self.video_token: str = tokenizer.convert_ids_to_tokens(self.video_token_id)
         self.pad_token_id: int = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -313,6 +315,14 @@ class VideoVLM(nn.Module):
                     f"prompt {index} must hold exactly one {self.video_token}, found {len(slots)}"
                 )
             at = slots[0]
+            if video is None:
+                # A text-only prompt: the video block goes, with its start and end markers.
+                before = at - 1 if at > 0 and ids[at - 1] == self.vision_start_id else at
+                after = (
+                    at + 2 if at + 1 < len(ids) and ids[at + 1] == self.vision_end_id else at + 1
+                )
+                rows.append(ids[:before] + ids[after:])
+                continue
             rows.append(ids[:at] + [self.video_token_id] * video.num_tokens + ids[at + 1 :])
         return rows
 
@@ -347,7 +357,9 @@ class VideoVLM(nn.Module):
         ``prompts`` are questions (wrapped with :meth:`build_prompt`) or full prompts holding
         one video placeholder. String completions get an EOS appended (``add_eos``); id
         completions (e.g. ``GenerationOutput.sequences``) are cut after their first EOS.
-        Videos may be grid-shaped or token-level (``CompressedVideo``), mixed freely.
+        Videos may be grid-shaped or token-level (``CompressedVideo``), mixed freely; a
+        batch of ``None`` videos is text only (the question without the video: a blind
+        baseline), with no video inputs at all.
         Returns the model inputs (``MODEL_INPUT_KEYS``) plus ``completion_mask`` (aligned
         with ``input_ids``, 1 on completion tokens) and ``prompt_length`` ``P``.
         ``position_ids`` ``[3, B, L]`` come from :func:`mrope_position_ids`; the model uses
@@ -356,6 +368,9 @@ class VideoVLM(nn.Module):
         """
         if len(videos) != len(prompts):
             raise ValueError(f"got {len(videos)} videos but {len(prompts)} prompts")
+        blind = all(v is None for v in videos)
+        if not blind and any(v is None for v in videos):
+            raise ValueError("a batch is either all videos or all text-only (None) rows")
         prompt_rows = self._prompt_ids(prompts, videos)
         completion_rows = [[] for _ in prompts]
         if completions is not None:
@@ -381,20 +396,24 @@ class VideoVLM(nn.Module):
         mm_token_type_ids[:, :prompt_length][
             input_ids[:, :prompt_length] == self.video_token_id
         ] = VIDEO_TOKEN_TYPE
-        features = tuple(v.flat_tokens().to(device, self.dtype) for v in videos)
         position_ids = mrope_position_ids(
             mm_token_type_ids, attention_mask, videos, self.time_interval
         )
-        return {
+        inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "position_ids": position_ids,
             "mm_token_type_ids": mm_token_type_ids,
-            "video_grid_thw": self._video_grid_thw(videos),
-            "mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=features)},
             "completion_mask": completion_mask.to(device),
             "prompt_length": prompt_length,
         }
+        if not blind:
+            features = tuple(v.flat_tokens().to(device, self.dtype) for v in videos)
+            inputs["video_grid_thw"] = self._video_grid_thw(videos)
+            inputs["mm_encoder_outputs"] = {
+                "video": BaseModelOutputWithPooling(pooler_output=features)
+            }
+        return inputs
 
     def _video_grid_thw(self, videos: list[CompressedVideo]) -> torch.Tensor | None:
         """Each video's grid in patch units ``[B, 3]``, or None when a video is token-level.
@@ -556,18 +575,19 @@ class VideoVLM(nn.Module):
         """Repeat every sample of a batch ``times`` times in a row (grouped by prompt)."""
         if times == 1:
             return inputs
-        features = inputs["mm_encoder_outputs"]["video"].pooler_output
         repeated = dict(inputs)
         for key in ("input_ids", "attention_mask", "mm_token_type_ids", "completion_mask"):
             repeated[key] = inputs[key].repeat_interleave(times, dim=0)
         if inputs.get("video_grid_thw") is not None:
             repeated["video_grid_thw"] = inputs["video_grid_thw"].repeat_interleave(times, dim=0)
         repeated["position_ids"] = inputs["position_ids"].repeat_interleave(times, dim=1)
-        repeated["mm_encoder_outputs"] = {
-            "video": BaseModelOutputWithPooling(
-                pooler_output=tuple(f for f in features for _ in range(times))
-            )
-        }
+        if "mm_encoder_outputs" in inputs:
+            features = inputs["mm_encoder_outputs"]["video"].pooler_output
+            repeated["mm_encoder_outputs"] = {
+                "video": BaseModelOutputWithPooling(
+                    pooler_output=tuple(f for f in features for _ in range(times))
+                )
+            }
         return repeated
 
     def _decode(self, sequences: torch.Tensor, mask: torch.Tensor) -> list[str]:

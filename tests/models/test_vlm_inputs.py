@@ -111,3 +111,18 @@ def test_a_clip_starting_inside_a_temporal_group_is_refused(vlm):
         vlm.group_segments([(0, 3), (3, 10)], 10)
     # The last clip may end on an odd frame: the vision tower pads the video itself.
     assert vlm.group_segments([(0, 4), (4, 9)], 9) == [(0, 2), (2, 5)]
+
+
+def test_a_text_only_batch_drops_the_video_block(vlm):
+    inputs = vlm.prepare_inputs([None, None], [QUESTION, QUESTION + " Options: A. red"])
+    ids = inputs["input_ids"]
+    for token in (vlm.video_token_id, vlm.vision_start_id, vlm.vision_end_id):
+        assert not bool((ids == token).any())
+    assert "mm_encoder_outputs" not in inputs
+    # Text positions count up on all three axes, from the first real token of each row.
+    row = inputs["position_ids"][:, 0][:, inputs["attention_mask"][0].bool()]
+    assert torch.equal(row, torch.arange(row.shape[1]).expand(3, -1))
+    out = vlm.generate([None], [QUESTION], max_new_tokens=3, do_sample=False)
+    assert out.sequences.shape[0] == 1
+    with pytest.raises(ValueError, match="all videos or all text-only"):
+        vlm.prepare_inputs([None, random_video(1)], [QUESTION, QUESTION])
