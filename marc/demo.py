@@ -2,8 +2,9 @@
 
 Runs ``python main.py fit --config configs/cgrpo.yaml`` (which first builds its missing
 prerequisites: dataset, retriever and clip memory, teacher, warm student) and then
-``python -m marc.eval.report``, printing the accuracy of every model and baseline at the
-one-frame budget, with and without the retriever, and the wall-clock time of each part.
+``python -m marc.eval.report``, printing the accuracy of every model and training-free
+compressor at budgets of 1 to 8 frames, with and without the retriever, the plot paths,
+and the wall-clock time of each part.
 """
 
 from __future__ import annotations

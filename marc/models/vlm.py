@@ -106,7 +106,8 @@ class VideoVLM(nn.Module):
 
     ``frame_size`` records the frame size (short side, px) the model was trained on, saved
     with it (None when unknown); the stages set it from the data they train on and warn
-    when they feed a model frames of another size.
+    when they feed a model frames of another size. ``provenance`` says where the weights
+    came from (set by the stage that exports them).
     """
 
     def __init__(
@@ -116,8 +117,12 @@ class VideoVLM(nn.Module):
         processor=None,
         frame_size: int | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        provenance: dict | None = None,
     ):
         super().__init__()
+        # Where the weights came from (the stage, its step, what it started from), saved
+        # with them and read by the report.
+        self.provenance = dict(provenance or {})
         self.model = model
         self.tokenizer = tokenizer
         self.processor = processor
@@ -204,7 +209,11 @@ class VideoVLM(nn.Module):
         self.tokenizer.save_pretrained(directory)
         if self.processor is not None:
             self.processor.save_pretrained(directory)
-        settings = {"frame_size": self.frame_size, "system_prompt": self.system_prompt}
+        settings = {
+            "frame_size": self.frame_size,
+            "system_prompt": self.system_prompt,
+            "provenance": self.provenance,
+        }
         (directory / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     @property

@@ -11,6 +11,7 @@ module's (``data.frame_size``): a stage has no setting of its own for it.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -289,11 +290,24 @@ class VideoVLMStage(StageModule):
         if self.hparams.export_dir:
             self.export(self.hparams.export_dir)
 
+    def provenance(self) -> dict:
+        """Where the exported weights come from: this stage, its steps and its start."""
+        trainer = self._trainer
+        return {
+            "stage": type(self).__name__,
+            "init_from": self.hparams.get("init_from")
+            or f"random init ({self.hparams.get('architecture', 'tiny')})",
+            "global_step": trainer.global_step if trainer is not None else None,
+            "epochs": trainer.current_epoch if trainer is not None else None,
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
     @rank_zero_only
     def export(self, directory: str) -> None:
         """Save the VLM in ``save_pretrained`` format, atomically (temp folder, then rename)."""
         target = Path(directory)
         staging = staging_dir(target)
+        self.vlm.provenance = self.provenance()
         self.vlm.save_pretrained(staging)
         replace_dir(staging, target)
         log.info("exported the model to %s", target)
