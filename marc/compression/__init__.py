@@ -4,6 +4,7 @@ from marc.compression.base import Budget, CompressedVideo, Span, TokenCompressor
 from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
 from marc.compression.memory_aware import MemoryAwareMerge
 from marc.compression.tome import ToMe
+from marc.compression.vidcom2 import VidCom2
 
 __all__ = [
     "Budget",
@@ -16,4 +17,5 @@ __all__ = [
     "ToMe",
     "TokenCompressor",
     "UniformFrames",
+    "VidCom2",
 ]
