@@ -2,6 +2,7 @@
 
 from marc.compression.base import Budget, CompressedVideo, Span, TokenCompressor
 from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
+from marc.compression.fastvid import FastVID
 from marc.compression.memory_aware import MemoryAwareMerge
 from marc.compression.tome import ToMe
 from marc.compression.vidcom2 import VidCom2
@@ -9,6 +10,7 @@ from marc.compression.vidcom2 import VidCom2
 __all__ = [
     "Budget",
     "CompressedVideo",
+    "FastVID",
     "Identity",
     "MemoryAwareMerge",
     "RandomDrop",
