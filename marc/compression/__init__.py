@@ -6,6 +6,7 @@ from marc.compression.fastvid import FastVID
 from marc.compression.memory_aware import MemoryAwareMerge
 from marc.compression.tome import ToMe
 from marc.compression.vidcom2 import VidCom2
+from marc.compression.visionzip import VisionZip
 
 __all__ = [
     "Budget",
@@ -20,4 +21,5 @@ __all__ = [
     "TokenCompressor",
     "UniformFrames",
     "VidCom2",
+    "VisionZip",
 ]
