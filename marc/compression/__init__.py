@@ -2,6 +2,7 @@
 
 from marc.compression.base import Budget, CompressedVideo, Span, TokenCompressor
 from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
+from marc.compression.dycoke import DyCoke
 from marc.compression.fastvid import FastVID
 from marc.compression.memory_aware import MemoryAwareMerge
 from marc.compression.tome import ToMe
@@ -11,6 +12,7 @@ from marc.compression.visionzip import VisionZip
 __all__ = [
     "Budget",
     "CompressedVideo",
+    "DyCoke",
     "FastVID",
     "Identity",
     "MemoryAwareMerge",
