@@ -40,7 +40,17 @@ def test_full_teacher_schedule_layers_over_the_stage_config(tmp_path, monkeypatc
 
 @pytest.mark.parametrize(
     "compressor",
-    ["UniformFrames", "TemporalMeanPool", "ToMe", "RandomDrop", "MemoryAwareMerge", "Identity"],
+    [
+        *(
+            "UniformFrames",
+            "TemporalMeanPool",
+            "ToMe",
+            "RandomDrop",
+            "MemoryAwareMerge",
+            "Identity",
+        ),
+        *("VidCom2", "FastVID", "VisionZip", "DyCoke", "TokenToMe"),
+    ],
 )
 def test_compressor_swaps_from_the_command_line(compressor, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,13 +1,26 @@
-"""Visual-token compressors: MARC's memory-aware merge and the baselines it is compared with."""
+"""Visual-token compressors: MARC's memory-aware merge and the baselines it is compared with.
+
+Group-level (whole temporal groups kept or merged): ``MemoryAwareMerge``, ``Identity``,
+``UniformFrames``, ``TemporalMeanPool``, ``ToMe``, ``RandomDrop``. Token-level (single
+tokens at their ``(t, h, w)``, exactly ``budget.max_tokens(grid)`` of them): ``VidCom2``,
+``FastVID``, ``VisionZip``, ``DyCoke``, ``TokenToMe``.
+"""
 
 from marc.compression.base import Budget, CompressedVideo, Span, TokenCompressor
 from marc.compression.baselines import Identity, RandomDrop, TemporalMeanPool, UniformFrames
+from marc.compression.dycoke import DyCoke
+from marc.compression.fastvid import FastVID
 from marc.compression.memory_aware import MemoryAwareMerge
+from marc.compression.token_tome import TokenToMe
 from marc.compression.tome import ToMe
+from marc.compression.vidcom2 import VidCom2
+from marc.compression.visionzip import VisionZip
 
 __all__ = [
     "Budget",
     "CompressedVideo",
+    "DyCoke",
+    "FastVID",
     "Identity",
     "MemoryAwareMerge",
     "RandomDrop",
@@ -15,5 +28,8 @@ __all__ = [
     "TemporalMeanPool",
     "ToMe",
     "TokenCompressor",
+    "TokenToMe",
     "UniformFrames",
+    "VidCom2",
+    "VisionZip",
 ]
