@@ -105,3 +105,25 @@ def test_the_eval_stage_tests_the_cgrpo_student(chain, workdir):
     assert 0.0 <= float(metrics["test/acc"]) <= 1.0
     # One-frame budget: one temporal group of 2 x 2 tokens at 56 px.
     assert float(metrics["test/visual_tokens"]) == 4.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compressor", ["VidCom2", "FastVID", "VisionZip", "DyCoke", "TokenToMe"])
+@pytest.mark.parametrize("vmr", [True, False])
+def test_the_eval_stage_tests_every_token_level_compressor(chain, workdir, compressor, vmr):
+    import os
+
+    previous = Path.cwd()
+    os.chdir(workdir)
+    try:
+        extra = [] if vmr else ["--model.use_retrieval=false", "--data.retriever_dir=null"]
+        cli = run(
+            "test", "eval", *GENERATE, f"--model.compressor=marc.compression.{compressor}", *extra
+        )
+    finally:
+        os.chdir(previous)
+    assert type(cli.model.compressor).__name__ == compressor
+    metrics = cli.trainer.callback_metrics
+    # The one-frame budget holds one group's 4 tokens; token-level methods keep exactly 4.
+    assert float(metrics["test/visual_tokens"]) == 4.0
+    assert 0.0 <= float(metrics["test/acc"]) <= 1.0
