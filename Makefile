@@ -17,12 +17,13 @@ demo: $(STAMP)
 	$(BIN)/python -m marc.demo
 
 # The README's accuracy figures: the teacher on its full schedule, then the headline job and
-# the report on that teacher. Starts from an empty artifacts/ so that no stage reuses a model
+# the report on that teacher, then the students again with three seeds (marc.eval.seeds). Starts from an empty artifacts/ so that no stage reuses a model
 # built by the demo's shorter schedule.
 reproduce: $(STAMP)
 	rm -rf artifacts
 	$(BIN)/python main.py fit --config configs/teacher.yaml --config configs/full/teacher.yaml
 	$(BIN)/python -m marc.demo
+	$(BIN)/python -m marc.eval.seeds --seeds 0 1 2
 
 test: $(STAMP)
 	$(BIN)/python -c "import torch, torchvision, lightning, transformers, timm, hnswlib, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"

@@ -8,7 +8,6 @@ import shutil
 
 import lightning as L
 import pytest
-import torch
 
 from marc.compression import MemoryAwareMerge
 from marc.data.datamodule import VideoQADataModule
@@ -16,28 +15,8 @@ from marc.eval import report
 from marc.eval.statistics import paired_difference
 from marc.eval.sweep import QuestionResult, Setting, evaluate_settings
 from marc.modules.evaluation import VideoQAEvaluation
-from marc.retrieval.encoders import ClipEncoder, QueryEncoder
-from marc.retrieval.retriever import VisualMemoryRetriever
-from marc.retrieval.segment import ContentChangeSegmenter
 
 SMALL = dict(max_frames=16, frame_size=56)
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, tiny_vlm_dir):
-    """Three stage exports (copies of one tiny model) and a retriever, laid out as make demo."""
-    root = tmp_path_factory.mktemp("report") / "artifacts"
-    for stage in ("teacher", "warmup", "cgrpo"):
-        shutil.copytree(tiny_vlm_dir, root / stage / "model")
-    torch.manual_seed(0)
-    retriever = VisualMemoryRetriever(
-        ContentChangeSegmenter(),
-        ClipEncoder(embed_dim=8, image_size=56),
-        QueryEncoder(embed_dim=8),
-        k=2,
-    )
-    retriever.save_pretrained(root / "retriever")
-    return root
 
 
 def _data(root, **kwargs):
