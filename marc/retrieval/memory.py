@@ -5,7 +5,9 @@ Ids are assigned sequentially from 0 in the order items are added. Scores are si
 for ``"ip"`` and the negated squared L2 distance for ``"l2"``. A memory saves to a folder
 holding ``manifest.json`` (dim, backend, space, count, parameters, file checksums),
 ``metadata.json`` and the vectors (``index.bin`` for hnsw, ``embeddings.npy`` for exact);
-the folder is written under a temporary name and then renamed into place.
+the folder is written under a temporary name and then renamed into place, and loads and
+saves of one folder from several processes never see a mix of two versions or nothing
+(``marc.io``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from marc.io import replace_dir
+from marc.io import read_lock, replace_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -336,8 +338,17 @@ class VideoMemory:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> VideoMemory:
-        """Read a memory written by :meth:`save`, checking every file against the manifest."""
+        """Read a memory written by :meth:`save`, checking every file against the manifest.
+
+        Safe while another process saves to the same folder: the load holds the folder's
+        read lock (``marc.io.read_lock``), so it reads the old memory or the new one whole.
+        """
         root = Path(directory)
+        with read_lock(root):
+            return cls._load(root)
+
+    @classmethod
+    def _load(cls, root: Path) -> VideoMemory:
         if not root.is_dir():
             raise VideoMemoryError(f"memory folder not found: {root}")
         manifest = _read_json(root / MANIFEST)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from marc.configurable import ConfigError, build, describe
-from marc.io import replace_dir, staging_dir
+from marc.io import read_lock, replace_dir, staging_dir
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.segment import Segmenter, Span
@@ -245,6 +245,13 @@ class VisualMemoryRetriever:
         A missing or corrupt file raises :class:`RetrieverFolderError` naming it.
         """
         directory = Path(directory)
+        # Held for the whole load, so a save from another process cannot swap the folder
+        # between the encoders and the memory.
+        with read_lock(directory):
+            return cls._load(directory, k)
+
+    @classmethod
+    def _load(cls, directory: Path, k: int | None) -> VisualMemoryRetriever:
         config = _read_config(directory)
         where = f"{directory / CONFIG_FILE} field"
         encoders = {}

@@ -110,7 +110,8 @@ def test_save_load_round_trip(backend, tmp_path, queries):
     memory.add(vectors, metadata)
     memory.save(tmp_path / "memory")
     memory.save(tmp_path / "memory")  # overwriting an existing memory is fine
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory"]  # no leftovers
+    # No leftovers: the memory and its lock file (see marc.io).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".memory.lock", "memory"]
     manifest = json.loads((tmp_path / "memory" / "manifest.json").read_text())
     assert manifest["dim"] == 16 and manifest["count"] == 100 and manifest["backend"] == backend
     loaded = VideoMemory.load(tmp_path / "memory")
