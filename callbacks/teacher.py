@@ -17,6 +17,8 @@ first MiB of each) and every sampling setting, so a retrained teacher or differe
 never read stale values. On setup every ``rank*.json`` of the fingerprint is merged, so a
 run with any number of processes reuses what any earlier run computed. An entry also holds a
 hash of its question (text, solution, video shape) and counts as a miss when that differs.
+A cache file that is not valid JSON, or an entry without an a_teacher in [0, 1], raises
+:class:`TeacherCacheError` naming the file (deleting it recomputes its values).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from marc.compression import Budget, CompressedVideo, Identity
+from marc.io import read_lock
 from marc.models.vlm import VideoVLM
 from marc.rl.answers import SCORING_VERSION, is_correct
 
@@ -97,11 +100,14 @@ class TeacherCallback(Callback):
 
     def attach(self, pl_module: L.LightningModule, rank: int = 0) -> None:
         """What ``setup`` does, for use without a Trainer."""
-        if self.teacher is None:
-            self.teacher = load_frozen_teacher(self.path, self.torch_dtype)
+        # One read lock over the weights and their fingerprint: a teacher exported by another
+        # process meanwhile cannot have its values cached under the old one's fingerprint.
+        with read_lock(self.path):
+            if self.teacher is None:
+                self.teacher = load_frozen_teacher(self.path, self.torch_dtype)
+            self.fingerprint = teacher_fingerprint(self.path, self.settings())
         self.rank = rank
         self._module = pl_module
-        self.fingerprint = teacher_fingerprint(self.path, self.settings())
         self._load_cache()
         pl_module.teacher_source = self
 
@@ -226,11 +232,7 @@ class TeacherCallback(Callback):
         if folder is None or not folder.is_dir():
             return
         for file in sorted(folder.glob("rank*.json")):
-            try:
-                entries = json.loads(file.read_text())["entries"]
-            except (OSError, ValueError, KeyError) as error:
-                log.warning("ignoring unreadable teacher cache file %s: %s", file, error)
-                continue
+            entries = read_cache_file(file)
             self._cache.update(entries)
             if file.name == f"rank{self.rank}.json":
                 self._own.update(entries)
@@ -251,6 +253,39 @@ class TeacherCallback(Callback):
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, target)
+
+
+class TeacherCacheError(ValueError):
+    """A teacher cache file that is not what this code writes; the message names it."""
+
+
+def read_cache_file(file: Path) -> dict[str, dict[str, Any]]:
+    """The entries of one ``rank<r>.json``, each checked; a bad file raises, naming it.
+
+    A cache file is written atomically, so a bad one was damaged or written by another
+    version: its values are not trusted, and deleting the file recomputes them.
+    """
+    fix = "delete it to recompute its values"
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise TeacherCacheError(f"{file}: not valid JSON ({error}); {fix}") from error
+    if not isinstance(content, dict) or not isinstance(content.get("entries"), dict):
+        raise TeacherCacheError(f"{file}: expected an object with 'entries'; {fix}")
+    if content.get("version") != CACHE_VERSION:
+        raise TeacherCacheError(
+            f"{file}: field 'version' is {content.get('version')!r}, this code reads "
+            f"{CACHE_VERSION}; {fix}"
+        )
+    for problem_id, entry in content["entries"].items():
+        a_teacher = entry.get("a_teacher") if isinstance(entry, dict) else None
+        if not isinstance(a_teacher, (int, float)) or not 0.0 <= a_teacher <= 1.0:
+            raise TeacherCacheError(
+                f"{file}: entry {problem_id!r} has no a_teacher in [0, 1] ({entry!r}); {fix}"
+            )
+        if not isinstance(entry.get("question_hash"), str):
+            raise TeacherCacheError(f"{file}: entry {problem_id!r} has no question_hash; {fix}")
+    return content["entries"]
 
 
 def load_frozen_teacher(path: str | Path, torch_dtype: str | None = None) -> VideoVLM:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoProcessor,
@@ -49,6 +50,14 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from marc.compression.base import Budget, CompressedVideo, Grid, TokenCompressor
+from marc.io import read_lock
+from marc.models.folder import (
+    SETTINGS_FILE,
+    ModelFolderError,
+    check_loading_info,
+    check_model_folder,
+    read_settings,
+)
 from marc.models.positions import VIDEO_TOKEN_TYPE, mrope_position_ids
 from marc.models.tiny import tiny_qwen2_5_vl_config
 from marc.vocabulary import build_tiny_tokenizer
@@ -60,7 +69,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # Every token costs CPU time with the tiny model, so its instruction is a few words.
 TINY_SYSTEM_PROMPT = "think first in <think> </think> then answer in <answer> </answer>"
-SETTINGS_FILE = "marc_vlm.json"
 MODEL_INPUT_KEYS = (
     "input_ids",
     "attention_mask",
@@ -189,17 +197,29 @@ class VideoVLM(nn.Module):
     def from_pretrained(
         cls, path: str | Path, torch_dtype: torch.dtype | str | None = None, **kwargs
     ) -> VideoVLM:
-        """Load weights, tokenizer and (if saved) processor from a local folder, offline."""
+        """Load weights, tokenizer and (if saved) processor from a local folder, offline.
+
+        A missing or corrupt file raises :class:`~marc.models.folder.ModelFolderError`
+        naming it (a missing folder: FileNotFoundError). The folder's read lock is held
+        throughout, so an export swapped in by another process is read whole.
+        """
         path = Path(path)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            path, dtype=torch_dtype, local_files_only=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        processor = None
-        if any((path / name).is_file() for name in _PROCESSOR_FILES):
-            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        settings_file = path / SETTINGS_FILE
-        settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+        with read_lock(path):
+            check_model_folder(path)
+            settings = read_settings(path)
+            try:
+                model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    path, dtype=torch_dtype, local_files_only=True, output_loading_info=True
+                )
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                processor = None
+                if any((path / name).is_file() for name in _PROCESSOR_FILES):
+                    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+            except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+                raise ModelFolderError(
+                    f"cannot load the saved model {path} ({type(error).__name__}: {error})"
+                ) from error
+            check_loading_info(path, info)
         return cls(model, tokenizer, processor=processor, **{**settings, **kwargs})
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -9,7 +9,12 @@ import lightning as L
 import pytest
 import torch
 
-from callbacks.teacher import TeacherCallback, check_same_vocabulary, teacher_fingerprint
+from callbacks.teacher import (
+    TeacherCacheError,
+    TeacherCallback,
+    check_same_vocabulary,
+    teacher_fingerprint,
+)
 from marc.compression import Budget, Identity, MemoryAwareMerge
 from marc.data.collate import collate_video_qa
 from marc.data.datamodule import VideoQADataModule
@@ -179,3 +184,29 @@ def test_different_vocabularies_are_refused(teacher_dir):
 def test_missing_teacher_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="configs/teacher.yaml"):
         TeacherCallback(str(tmp_path / "missing")).attach(stub_module())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{oops", "rank0.json: not valid JSON"),
+        ('{"entries": []}', "rank0.json: expected an object with 'entries'"),
+        ('{"version": 0, "entries": {}}', "rank0.json: field 'version' is 0"),
+        (
+            '{"version": 1, "entries": {"q": {"a_teacher": 2.0, "question_hash": "x"}}}',
+            "rank0.json: entry 'q' has no a_teacher in \\[0, 1\\]",
+        ),
+        (
+            '{"version": 1, "entries": {"q": {"a_teacher": 0.5}}}',
+            "rank0.json: entry 'q' has no question_hash",
+        ),
+    ],
+    ids=["not-json", "no-entries", "old-version", "a-teacher-out-of-range", "no-hash"],
+)
+def test_a_damaged_cache_file_names_the_file(teacher_dir, tmp_path, content, message):
+    teacher = teacher_callback(teacher_dir, tmp_path)
+    folder = tmp_path / teacher_fingerprint(teacher_dir, teacher.settings())
+    folder.mkdir()
+    (folder / "rank0.json").write_text(content)
+    with pytest.raises(TeacherCacheError, match=f"{message}.*delete it to recompute"):
+        teacher.attach(stub_module())
