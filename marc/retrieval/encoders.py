@@ -7,6 +7,7 @@ product of a clip and a query embedding is their cosine similarity.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import timm
 import torch
@@ -42,7 +43,10 @@ class ClipEncoder(Configurable, nn.Module):
         embed_dim: size of the shared embedding space.
         max_frames_per_clip: frames encoded per clip (uniformly subsampled); None for all.
         image_size: frames are resized to this square size first; None keeps their size.
-        pretrained: load timm's pretrained weights (downloads unless cached).
+        pretrained: False for random weights; the path of a local weights file of the
+            backbone (``.safetensors``, ``.pth``); or True for timm's published weights,
+            which are downloaded, so True also needs ``allow_download``.
+        allow_download: let ``pretrained=True`` fetch weights from the network.
     """
 
     def __init__(
@@ -51,12 +55,13 @@ class ClipEncoder(Configurable, nn.Module):
         embed_dim: int = 128,
         max_frames_per_clip: int | None = 4,
         image_size: int | None = 112,
-        pretrained: bool = False,
+        pretrained: bool | str = False,
+        allow_download: bool = False,
     ):
         super().__init__()
         if max_frames_per_clip is not None and max_frames_per_clip < 1:
             raise ValueError(f"max_frames_per_clip must be at least 1, got {max_frames_per_clip}")
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0)
+        self.backbone = _timm_backbone(backbone, pretrained, allow_download)
         self.max_frames_per_clip = max_frames_per_clip
         self.image_size = image_size
         cfg = self.backbone.pretrained_cfg or {}
@@ -120,13 +125,35 @@ class ClipEncoder(Configurable, nn.Module):
         return self(clips)
 
 
+def _timm_backbone(name: str, pretrained: bool | str, allow_download: bool) -> nn.Module:
+    """A timm model without its classifier: random, from a local file, or downloaded."""
+    if pretrained is False or pretrained is None:
+        return timm.create_model(name, pretrained=False, num_classes=0)
+    if pretrained is True:
+        if not allow_download:
+            raise ValueError(
+                f"ClipEncoder(pretrained=True) would download timm's weights of {name!r}: "
+                "pass allow_download=True to allow it, or pretrained=PATH to a local file"
+            )
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    path = Path(pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"ClipEncoder(pretrained=...) names a missing weights file: {path}")
+    # A "file" source: timm reads it and never looks at the hub.
+    return timm.create_model(
+        name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=0
+    )
+
+
 class QueryEncoder(Configurable, nn.Module):
     """A text transformer, mean-pooled over tokens, projected and L2-normalised.
 
     By default a small BERT built from a config with the word-level tokenizer of the
     embedded default; with ``pretrained`` a local transformers model directory (a text
     model, or a dual-encoder such as CLIP / SigLIP whose text tower is used) and its
-    tokenizer. It is :class:`~marc.configurable.Configurable` like :class:`ClipEncoder`.
+    tokenizer, read offline: a name that is not a local folder (a hub id) is an error unless
+    ``allow_download`` is set. It is :class:`~marc.configurable.Configurable` like
+    :class:`ClipEncoder`.
 
     With ``max_offset > 0`` a temporal relation head reads the same pooled text and
     classifies where the clip that answers a question lies relative to the clip it names,
@@ -145,6 +172,7 @@ class QueryEncoder(Configurable, nn.Module):
         max_length: int = 64,
         pretrained: str | None = None,
         max_offset: int = 0,
+        allow_download: bool = False,
     ):
         super().__init__()
         if max_offset < 0:
@@ -152,8 +180,7 @@ class QueryEncoder(Configurable, nn.Module):
         self.max_length = max_length
         self.max_offset = max_offset
         if pretrained is not None:
-            self.tokenizer = AutoTokenizer.from_pretrained(pretrained)
-            model = AutoModel.from_pretrained(pretrained)
+            self.tokenizer, model = _text_model(pretrained, allow_download)
             # Dual encoders (CLIP, SigLIP) load both towers; only the text tower is kept.
             self.text_model = getattr(model, "text_model", model)
             hidden = getattr(model.config, "text_config", model.config).hidden_size
@@ -180,10 +207,15 @@ class QueryEncoder(Configurable, nn.Module):
         embed_dim: int = 128,
         max_length: int = 64,
         max_offset: int = 0,
+        allow_download: bool = False,
     ) -> QueryEncoder:
         """A query encoder over a local transformers text model (or dual encoder) and tokenizer."""
         return cls(
-            embed_dim=embed_dim, max_length=max_length, pretrained=str(path), max_offset=max_offset
+            embed_dim=embed_dim,
+            max_length=max_length,
+            pretrained=str(path),
+            max_offset=max_offset,
+            allow_download=allow_download,
         )
 
     @property
@@ -237,3 +269,17 @@ class QueryEncoder(Configurable, nn.Module):
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Embed a list of strings into unit vectors ``[N, D]``."""
         return self(texts)
+
+
+def _text_model(name: str, allow_download: bool):
+    """Tokenizer and model of a local transformers folder (or, when allowed, a hub id)."""
+    if not allow_download and not Path(name).is_dir():
+        # Checked before transformers is called: for a hub id even local_files_only=True
+        # lets huggingface_hub make a request (its user-agent look-up) before it gives up.
+        raise FileNotFoundError(
+            f"QueryEncoder(pretrained={name!r}): not a local model folder, and nothing is "
+            "downloaded unless allow_download=True"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=not allow_download)
+    model = AutoModel.from_pretrained(name, local_files_only=not allow_download)
+    return tokenizer, model
