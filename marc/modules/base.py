@@ -7,27 +7,57 @@
   holds no samples;
 - :meth:`StageModule.zero_loss`: the loss of such a batch, a zero tied to every trainable
   parameter, so under DDP this process still joins the other processes' gradient
-  all-reduce and every process stays identical.
+  all-reduce and every process stays identical;
+- :meth:`StageModule.skip_nonfinite`: whether a step's loss is NaN or infinite on any
+  process, so every process skips it (``marc.modules.nonfinite``), and
+  :meth:`StageModule.skipped_step_loss`, how an automatic-optimisation step is skipped;
+- counting: every training epoch logs the samples it trained on and skipped
+  (``train/samples``, ``train/skipped``) and the data module's skip counts
+  (``data/skipped_rows``, ``data/skipped_samples``); an epoch in which every sample was
+  skipped raises :class:`NoSamplesError`, so the stage fails and never exports, and so does
+  a validation or test epoch that scored no question (:meth:`StageModule.log_scored`);
+- :meth:`StageModule.memory_settings`: the settings an out-of-memory error names
+  (``marc.modules.out_of_memory``).
 """
 
 from __future__ import annotations
+
+import logging
+import math
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from marc.modules.nonfinite import NonFiniteLosses
+
+log = logging.getLogger(__name__)
+
+
+class NoSamplesError(RuntimeError):
+    """A stage had nothing to learn from or score: every sample was skipped as bad input."""
+
 
 class StageModule(L.LightningModule):
-    """Base of the marc stages; see the module docstring."""
+    """Base of the marc stages; see the module docstring.
+
+    Args:
+        optimizer / lr_scheduler: injected from YAML.
+        max_nonfinite_steps: consecutive steps with a NaN or infinite loss that stop the
+            run (fewer are skipped and counted).
+    """
 
     def __init__(
         self,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        max_nonfinite_steps: int = 3,
     ):
         super().__init__()
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
+        self.nonfinite = NonFiniteLosses(max_nonfinite_steps)
+        self._epoch_counts = {"samples": 0, "skipped": 0}
 
     @staticmethod
     def has_samples(batch: dict) -> bool:
@@ -51,3 +81,110 @@ class StageModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    # ------------------------------------------------------------------ across processes
+    def sum_over_processes(self, value: float) -> float:
+        """``value`` summed over every process (itself without a distributed trainer)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return float(value)
+        total = torch.tensor(float(value), device=self.device)
+        return float(trainer.strategy.reduce(total, reduce_op="sum"))
+
+    # ------------------------------------------------------------------- non-finite loss
+    def skipped_step_loss(self) -> torch.Tensor:
+        """What an automatic-optimisation ``training_step`` returns for a skipped step.
+
+        Lightning refuses a None under DDP, so the step returns :meth:`zero_loss` (every
+        process joins the gradient all-reduce) and the update is dropped in
+        :meth:`on_before_optimizer_step`, which sets the gradients to None: optimizers
+        leave a parameter without a gradient untouched (no momentum, no weight decay).
+        With gradient accumulation the whole accumulated update is dropped.
+        """
+        self._drop_update = True
+        return self.zero_loss()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if getattr(self, "_drop_update", False):
+            optimizer.zero_grad(set_to_none=True)
+            self._drop_update = False
+
+    def skip_nonfinite(
+        self, loss: torch.Tensor | None, detail: str = "", empty: bool = False
+    ) -> bool:
+        """True when this step must be skipped: its loss is NaN or infinite (or None: it
+        could not be computed) on this process or another.
+
+        Every process must call it for the same steps (one with an ``empty`` batch too, so
+        it skips with the others); fewer than ``max_nonfinite_steps`` in a row are skipped
+        and logged as ``train/skipped_nonfinite``, that many raise FloatingPointError.
+        """
+        value = None if empty or loss is None else float(loss.detach().float().sum())
+        bad_here = not empty and (value is None or not math.isfinite(value))
+        bad = self.sum_over_processes(float(bad_here)) > 0
+        skip = self.nonfinite.record(bad, value, self.global_step, detail)
+        if self._trainer is not None:
+            self.log("train/skipped_nonfinite", float(self.nonfinite.skipped), batch_size=1)
+        return skip
+
+    # -------------------------------------------------------------------------- counting
+    def on_train_epoch_start(self) -> None:
+        self._epoch_counts = {"samples": 0, "skipped": 0}
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self._epoch_counts["samples"] += int(batch.get("batch_size") or 0)
+        self._epoch_counts["skipped"] += int(batch.get("num_skipped") or 0)
+
+    def on_train_epoch_end(self) -> None:
+        samples = self.sum_over_processes(self._epoch_counts["samples"])
+        skipped = self.sum_over_processes(self._epoch_counts["skipped"])
+        self.log("train/samples", samples)
+        self.log("train/skipped", skipped)
+        self.log_data_skips()
+        if samples == 0:
+            raise NoSamplesError(
+                f"epoch {self.current_epoch} trained on no sample: all {int(skipped)} samples "
+                "of its batches were skipped as bad input (see the warnings that name them); "
+                "the stage stops and exports nothing"
+            )
+
+    def log_scored(self, split: str, questions: int, skipped: int) -> None:
+        """Log ``{split}/questions`` and ``{split}/skipped`` (counted over every process) and
+        the data module's skips; raise :class:`NoSamplesError` when no question was scored
+        (outside the sanity check, whose few batches may all be bad)."""
+        self.log(f"{split}/questions", float(questions))
+        self.log(f"{split}/skipped", float(skipped))
+        self.log_data_skips()
+        if questions == 0 and not self.trainer.sanity_checking:
+            raise NoSamplesError(
+                f"no {split} question was scored: all {skipped} were skipped as bad input "
+                f"(see the warnings that name them), so the {split} metrics would mean "
+                "nothing; the stage stops and exports nothing"
+            )
+        if skipped:
+            log.warning(
+                "%s: %d questions scored, %d skipped as bad input", split, questions, skipped
+            )
+
+    def log_data_skips(self) -> None:
+        """Log the data module's counts of skipped annotation rows and samples."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "skipped_samples"):
+            return
+        self.log("data/skipped_rows", float(datamodule.skipped_rows))
+        # Each process counts the samples it was served: the total is their sum.
+        self.log(
+            "data/skipped_samples",
+            float(datamodule.skipped_samples),
+            sync_dist=True,
+            reduce_fx="sum",
+        )
+
+    # ----------------------------------------------------------------- out of memory
+    def memory_settings(self, split: str) -> list[tuple[str, object]]:
+        """(setting, current value) pairs that set the size of a ``split`` step."""
+        data = getattr(getattr(self._trainer, "datamodule", None), "hparams", {})
+        if split == "train":
+            return [("data.batch_size", data.get("batch_size", "?"))]
+        size = data.get("eval_batch_size") or f"unset, so data.batch_size {data.get('batch_size')}"
+        return [("data.eval_batch_size", size)]

@@ -23,7 +23,9 @@ With ``beta == 0`` it is never built. Every process works on its own batches onl
 
 Because the loop steps the optimizer itself, ``trainer.global_step`` counts updates
 (``num_iterations`` per batch) and ``Trainer(gradient_clip_val=...)`` must stay unset: use
-``max_grad_norm``.
+``max_grad_norm``. An update whose loss (or rewards, or log-probs) is not finite is skipped
+with the rest of its batch's updates and counted (``train/skipped_nonfinite``); several in a
+row stop the run (``max_nonfinite_steps``, see ``StageModule``).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import copy
 import math
 import zlib
 from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 
 from marc.compression import MemoryAwareMerge, TokenCompressor
 from marc.models.vlm import VideoVLM
+from marc.modules.out_of_memory import names_memory_settings
 from marc.modules.vlm_stage import VideoVLMStage
 from marc.rl.answers import is_correct
 from marc.rl.grpo import LossType, group_advantages, grpo_loss, zero_advantage_fraction
@@ -51,6 +55,23 @@ from marc.rl.rewards import (
     retention_ratio,
 )
 from marc.rl.rollout import Rollout, repeat_per_generation, sample_groups
+
+
+@dataclass
+class _Sampled:
+    """One batch's rollout and everything the optimisation passes reuse."""
+
+    frames: list[torch.Tensor]
+    segments: list
+    prompts: list[str]
+    videos: list
+    rollout: Rollout
+    a_teacher: list[float] | None
+    correct: list[list[bool]]
+    rewards: torch.Tensor
+    components: dict[str, torch.Tensor]
+    advantages: torch.Tensor
+    ref_logprobs: torch.Tensor | None
 
 
 def default_rewards() -> list[Reward]:
@@ -141,22 +162,53 @@ class CGRPODistillation(VideoVLMStage):
             )
 
     # ------------------------------------------------------------------------- training
+    @names_memory_settings("train")
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
-        if not self.has_samples(batch):
-            # Under DDP this rank still joins the other ranks' updates (see StageModule).
-            if self.trainer.world_size > 1:
-                for _ in range(self.hparams.num_iterations):
-                    self._update(self.zero_loss())
-            return None
-        try:
-            return self._train_on(batch)
-        except FloatingPointError as error:
-            raise FloatingPointError(
-                f"C-GRPO step {self.global_step} (questions {batch['problem_id']}): {error}"
-            ) from error
+        """Sample, score, then ``num_iterations`` updates on one batch; returns the mean loss.
 
-    def _train_on(self, batch: dict) -> torch.Tensor:
-        """Sample, score, then ``num_iterations`` updates on one batch; returns the mean loss."""
+        A NaN or infinite loss (or reward, or log-prob) skips the update and the rest of
+        the batch's updates (``StageModule.skip_nonfinite``, on every process at once).
+        """
+        hp = self.hparams
+        if not self.has_samples(batch):
+            # Under DDP this rank still joins the other ranks' votes and updates.
+            if self.trainer.world_size > 1:
+                for _ in range(hp.num_iterations):
+                    loss = self.zero_loss()
+                    if self.skip_nonfinite(loss, empty=True):
+                        break
+                    self._update(loss)
+            return None
+        detail = f"questions {batch['problem_id']}"
+        try:
+            sampled = self._sample_and_score(batch)
+        except FloatingPointError as error:  # non-finite rewards: no loss for this batch
+            sampled, detail = None, f"{detail}: {error}"
+        stats = defaultdict(list)
+        for _ in range(hp.num_iterations):
+            out = None
+            if sampled is not None:
+                try:
+                    out = self._policy_loss(sampled)
+                except FloatingPointError as error:  # non-finite log-probs or loss
+                    detail = f"questions {batch['problem_id']}: {error}"
+            if self.skip_nonfinite(None if out is None else out.loss, detail):
+                return None
+            self._update(out.loss)
+            for name, value in out.metrics().items():
+                stats[name].append(value)
+
+        metrics = {f"train/{name}": torch.stack(values).mean() for name, values in stats.items()}
+        s = sampled
+        a_student = [sum(group) / len(group) for group in s.correct]
+        self._log_step(
+            batch, s.rollout, s.videos, s.rewards, s.components, a_student, s.a_teacher, metrics
+        )
+        self._keep_summary(batch, s.rollout, s.rewards, s.components, s.advantages, s.a_teacher)
+        return metrics["train/loss"]
+
+    def _sample_and_score(self, batch: dict) -> _Sampled:
+        """The batch's rollout, its rewards and advantages, and the reference's log-probs."""
         hp = self.hparams
         frames, segments = self.input_videos(batch), self.input_segments(batch)
         prompts = repeat_per_generation(batch["prompt"], hp.num_generations)
@@ -179,36 +231,43 @@ class CGRPODistillation(VideoVLMStage):
         advantages = group_advantages(rewards, scale_std=hp.scale_rewards).flatten()
         advantages = advantages.to(rollout.mask.device)  # rewards are computed on the CPU
         ref_logprobs = self._reference_logprobs(frames, segments, prompts, rollout)
+        return _Sampled(
+            frames, segments, prompts, videos, rollout, a_teacher, correct, rewards,
+            components, advantages, ref_logprobs,
+        )  # fmt: skip
 
-        stats = defaultdict(list)
-        for _ in range(hp.num_iterations):
-            # Re-encoded with gradients: the vision tower is part of the policy.
-            policy = self.vlm.completion_logprobs(
-                repeat_per_generation(self.compress_videos(frames, segments), hp.num_generations),
-                prompts,
-                rollout.sequences,
-                add_eos=False,
-            )
-            out = grpo_loss(
-                policy.logprobs,
-                rollout.old_logprobs,
-                ref_logprobs,
-                advantages,
-                rollout.mask,
-                beta=hp.beta,
-                epsilon_low=hp.epsilon_low,
-                epsilon_high=hp.epsilon_high,
-                loss_type=hp.loss_type,
-            )
-            self._update(out.loss)
-            for name, value in out.metrics().items():
-                stats[name].append(value)
+    def _policy_loss(self, sampled: _Sampled):
+        """GRPO's loss of the sampled ids under the current policy (one optimisation pass)."""
+        hp = self.hparams
+        # Re-encoded with gradients: the vision tower is part of the policy.
+        videos = self.compress_videos(sampled.frames, sampled.segments)
+        policy = self.vlm.completion_logprobs(
+            repeat_per_generation(videos, hp.num_generations),
+            sampled.prompts,
+            sampled.rollout.sequences,
+            add_eos=False,
+        )
+        return grpo_loss(
+            policy.logprobs,
+            sampled.rollout.old_logprobs,
+            sampled.ref_logprobs,
+            sampled.advantages,
+            sampled.rollout.mask,
+            beta=hp.beta,
+            epsilon_low=hp.epsilon_low,
+            epsilon_high=hp.epsilon_high,
+            loss_type=hp.loss_type,
+        )
 
-        metrics = {f"train/{name}": torch.stack(values).mean() for name, values in stats.items()}
-        a_student = [sum(group) / len(group) for group in correct]
-        self._log_step(batch, rollout, videos, rewards, components, a_student, a_teacher, metrics)
-        self._keep_summary(batch, rollout, rewards, components, advantages, a_teacher)
-        return metrics["train/loss"]
+    def memory_settings(self, split: str) -> list[tuple[str, object]]:
+        """A rollout holds batch_size x num_generations completions (and the teacher's samples)."""
+        settings = super().memory_settings(split)
+        if split == "train":
+            settings.append(("model.num_generations", self.hparams.num_generations))
+            if self.teacher_source is not None:
+                samples = getattr(self.teacher_source, "num_samples", "?")
+                settings.append(("the TeacherCallback's num_samples", samples))
+        return settings
 
     def _update(self, loss: torch.Tensor) -> None:
         """One optimizer update: backward, clip, step, and the scheduler's step."""

@@ -20,10 +20,11 @@ import math
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from marc.modules.base import StageModule
+from marc.modules.out_of_memory import names_memory_settings
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 
 
@@ -91,6 +92,7 @@ class RetrieverPretraining(StageModule):
         caption_weight / question_weight: weights of the two InfoNCE terms.
         offset_weight: weight of the relation head's cross-entropy (when it has one).
         optimizer / lr_scheduler: injected from YAML.
+        max_nonfinite_steps: see ``StageModule`` (a NaN or infinite loss skips the step).
     """
 
     def __init__(
@@ -104,8 +106,9 @@ class RetrieverPretraining(StageModule):
         offset_weight: float = 1.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        max_nonfinite_steps: int = 3,
     ):
-        super().__init__(optimizer, lr_scheduler)
+        super().__init__(optimizer, lr_scheduler, max_nonfinite_steps)
         self.save_hyperparameters(
             ignore=["clip_encoder", "query_encoder", "optimizer", "lr_scheduler"]
         )
@@ -130,6 +133,8 @@ class RetrieverPretraining(StageModule):
         )
         # A metric object (not two counters) so several processes' hits are summed.
         self.val_offset_acc = MeanMetric()
+        # Questions ranked and skipped as bad input, summed over processes likewise.
+        self.val_counts = torch.nn.ModuleDict({"questions": SumMetric(), "skipped": SumMetric()})
 
     def scale(self) -> torch.Tensor:
         """Inverse temperature, clamped as in CLIP so training cannot blow up."""
@@ -177,24 +182,28 @@ class RetrieverPretraining(StageModule):
             loss = loss + hp.offset_weight * losses["offset_loss"]
         return {"loss": loss, **losses}
 
+    @names_memory_settings("train")
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if not self.has_samples(batch):
-            return self.zero_loss()
+            loss = self.zero_loss()
+            # Joins the other processes' vote on skipping, then their gradient all-reduce.
+            return self.skipped_step_loss() if self.skip_nonfinite(loss, empty=True) else loss
         losses = self.contrastive_loss(batch)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(
-                f"non-finite retriever loss at step {self.global_step} ({batch['problem_id']})"
-            )
+        if self.skip_nonfinite(losses["loss"], f"questions {batch['problem_id']}"):
+            return self.skipped_step_loss()
         size = batch["batch_size"]
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=size)
         self.log("train/temperature", 1 / self.scale(), batch_size=size)
         return losses["loss"]
 
+    @names_memory_settings("val")
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Rank the events of each question's own video; update recall@k and MRR."""
+        self.val_counts["skipped"].update(float(batch.get("num_skipped") or 0))
         if not self.has_samples(batch):
             return
+        self.val_counts["questions"].update(float(batch["batch_size"]))
         clips, _, _, first_clip = batch_clips(batch)
         clip_emb = self.clip_encoder(clips)
         question_emb, offset_logits = self.query_encoder.embed_with_offsets(batch["problem"])
@@ -218,6 +227,12 @@ class RetrieverPretraining(StageModule):
                 metric.update(scores, relevant, indexes=indexes)
 
     def on_validation_epoch_end(self) -> None:
+        counts = {name: int(metric.compute()) for name, metric in self.val_counts.items()}
+        for metric in self.val_counts.values():
+            metric.reset()
+        self.log_scored("val", counts["questions"], counts["skipped"])
+        if counts["questions"] == 0:
+            return  # the sanity check's batches were all bad: nothing to compute
         for name, metric in self.val_metrics.items():
             self.log(f"val/{name}", metric.compute())
             metric.reset()

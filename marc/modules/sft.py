@@ -5,7 +5,9 @@ The base of the two supervised stages: ``TeacherFinetuning`` (all frames, no com
 ``configs/warmup.yaml``). The reference completion of a question is its target events'
 captions as reasoning, then the answer (``marc.modules.vlm_stage.sft_target``); the loss is
 the mean cross-entropy over completion tokens (``marc.models.vlm.completion_cross_entropy``),
-plus whatever :meth:`SupervisedFinetuning.extra_losses` adds.
+plus whatever :meth:`SupervisedFinetuning.extra_losses` adds. A step whose loss is NaN or
+infinite is skipped (``StageModule.skip_nonfinite``): it returns a zero loss and the
+update is dropped (``StageModule.skipped_step_loss``), on every process at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from marc.models.vlm import CompletionLogProbs, completion_cross_entropy
+from marc.modules.out_of_memory import names_memory_settings
 from marc.modules.vlm_stage import VideoVLMStage
 
 
@@ -21,9 +24,12 @@ class SupervisedFinetuning(VideoVLMStage):
 
     needs_logits = False  # whether extra_losses reads the student's logits
 
+    @names_memory_settings("train")
     def training_step(self, batch: dict, batch_idx: int):
         if not self.has_samples(batch):
-            return self.zero_loss()
+            loss = self.zero_loss()
+            # Joins the other processes' vote on skipping, then their gradient all-reduce.
+            return self.skipped_step_loss() if self.skip_nonfinite(loss, empty=True) else loss
         videos = self.compressed_inputs(batch)
         targets = self.sft_targets(batch)
         student = self.vlm.completion_logprobs(
@@ -32,11 +38,8 @@ class SupervisedFinetuning(VideoVLMStage):
         ce = completion_cross_entropy(student)
         terms = self.extra_losses(batch, targets, student)
         loss = ce + sum(weight * value for weight, value in terms.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss {loss.item()} at step {self.global_step} "
-                f"(questions {batch['problem_id']})"
-            )
+        if self.skip_nonfinite(loss, f"questions {batch['problem_id']}"):
+            return self.skipped_step_loss()
         size = batch["batch_size"]
         for name, (_, value) in terms.items():
             self.log(f"train/{name}", value, batch_size=size)

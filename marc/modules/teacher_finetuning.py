@@ -33,6 +33,7 @@ class TeacherFinetuning(SupervisedFinetuning):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
+        max_nonfinite_steps: int = 3,
     ):
         super().__init__(
             compressor=Identity(),
@@ -48,4 +49,5 @@ class TeacherFinetuning(SupervisedFinetuning):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             seed=seed,
+            max_nonfinite_steps=max_nonfinite_steps,
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from marc.compression import Budget, CompressedVideo, Identity, TokenCompressor
@@ -25,6 +26,7 @@ from marc.models.tiny import qwen2_5_vl_3b_config
 from marc.models.vlm import VideoVLM
 from marc.modules.base import StageModule
 from marc.modules.metrics import AccuracyByKind
+from marc.modules.out_of_memory import names_memory_settings
 from marc.rl.answers import is_correct
 from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
 
@@ -117,9 +119,11 @@ class VideoVLMStage(StageModule):
         answer_with: how SFT targets answer multiple choice: ``"letter"`` (Video-R1's
             ``<answer> B </answer>``) or ``"option_text"`` (``<answer> red </answer>``);
             evaluation accepts both (see ``sft_target``).
-        export_dir: at the end of ``fit`` the model is saved there (atomically) in
-            ``save_pretrained`` format for later stages.
+        export_dir: at the end of a ``fit`` that finished (never after an error or an
+            interrupt) the model is saved there (atomically) in ``save_pretrained`` format
+            for later stages.
         optimizer / lr_scheduler: injected from YAML.
+        max_nonfinite_steps: see ``StageModule``.
     """
 
     def __init__(
@@ -138,8 +142,9 @@ class VideoVLMStage(StageModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
+        max_nonfinite_steps: int = 3,
     ):
-        super().__init__(optimizer, lr_scheduler)
+        super().__init__(optimizer, lr_scheduler, max_nonfinite_steps)
         check_answer_with(answer_with)
         self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
         # Attributes, not hparams: under LightningCLI hparams are the config's values, and a
@@ -231,6 +236,7 @@ class VideoVLMStage(StageModule):
     # ------------------------------------------------------------------------- evaluation
     def evaluate_batch(self, batch: dict, split: str) -> None:
         """Greedy answers for a batch; updates accuracy per question kind and token counts."""
+        self.metrics[split].skip(int(batch.get("num_skipped") or 0))
         if not self.has_samples(batch):
             return
         videos = self.compressed_inputs(batch)
@@ -269,16 +275,23 @@ class VideoVLMStage(StageModule):
         return groups * (frames.shape[-2] // unit) * (frames.shape[-1] // unit)
 
     def _log_accuracy(self, split: str) -> None:
-        for name, value in self.metrics[split].compute().items():
-            self.log(f"{split}/acc" if name == "all" else f"{split}/acc_{name}", value)
+        """Log accuracy overall and per kind, and how many questions were scored and
+        skipped; no question scored is an error (``StageModule.log_scored``)."""
+        values = self.metrics[split].compute()
         self.metrics[split].reset()
+        questions, skipped = int(values.pop("questions")), int(values.pop("skipped"))
+        for name, value in values.items():
+            self.log(f"{split}/acc" if name == "all" else f"{split}/acc_{name}", value)
+        self.log_scored(split, questions, skipped)
 
+    @names_memory_settings("val")
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.evaluate_batch(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_accuracy("val")
 
+    @names_memory_settings("test")
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.evaluate_batch(batch, "test")
 
@@ -287,7 +300,9 @@ class VideoVLMStage(StageModule):
 
     # --------------------------------------------------------------------------- export
     def on_fit_end(self) -> None:
-        if self.hparams.export_dir:
+        # Lightning calls on_fit_end only when fit returns normally (an exception or Ctrl-C
+        # skips it); the status check keeps it so should that change.
+        if self.hparams.export_dir and self.trainer.state.status == TrainerStatus.RUNNING:
             self.export(self.hparams.export_dir)
 
     def provenance(self) -> dict:

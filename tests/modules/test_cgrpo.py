@@ -236,14 +236,41 @@ def test_missing_teacher_is_a_clear_error(export_dir, data_root, tmp_path):
 
 
 def test_non_finite_reward_names_step_and_questions(export_dir, data_root, tmp_path):
-    module = cgrpo(export_dir, rewards=[NaNReward()], num_generations=2)
-    with pytest.raises(FloatingPointError, match=r"step 0 \(questions \['video_"):
+    module = cgrpo(export_dir, rewards=[NaNReward()], num_generations=2, max_nonfinite_steps=1)
+    with pytest.raises(FloatingPointError, match=r"at step 0 \(questions \['video_.*rewards"):
         trainer(tmp_path).fit(module, datamodule(data_root))
+
+
+class NaNOnceReward(Reward):
+    default_name = "nan_once"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def score(self, completions: list[str], answers: list[str], context: RewardContext):
+        self.calls += 1
+        return [float("nan") if self.calls == 1 else float(len(t) % 5) for t in completions]
+
+
+def test_a_non_finite_reward_skips_that_update_and_training_goes_on(
+    export_dir, data_root, tmp_path
+):
+    module = cgrpo(export_dir, rewards=[NaNOnceReward()], num_generations=2, num_iterations=2)
+    fit = trainer(tmp_path, limit_train_batches=2)
+    fit.fit(module, datamodule(data_root))
+    assert fit.callback_metrics["train/skipped_nonfinite"] == 1
+    assert fit.global_step == 2  # the second batch's two updates; the first batch made none
+    assert torch.isfinite(fit.callback_metrics["train/loss"])
 
 
 def test_non_finite_loss_names_step_and_questions(data_root, tmp_path):
     module = CGRPODistillation(
-        rewards=[TextLengthReward()], beta=0.0, num_generations=2, max_new_tokens=4
+        rewards=[TextLengthReward()],
+        beta=0.0,
+        num_generations=2,
+        max_new_tokens=4,
+        max_nonfinite_steps=1,
     )
     score = module.vlm.completion_logprobs
 
@@ -254,7 +281,7 @@ def test_non_finite_loss_names_step_and_questions(data_root, tmp_path):
         return out
 
     module.vlm.completion_logprobs = nan_when_training
-    with pytest.raises(FloatingPointError, match=r"C-GRPO step 0 \(questions .*logprobs"):
+    with pytest.raises(FloatingPointError, match=r"at step 0 \(questions .*logprobs"):
         trainer(tmp_path).fit(module, datamodule(data_root))
 
 
@@ -264,9 +291,20 @@ def test_empty_batch_joins_the_updates_only_under_ddp(export_dir, world_size, ex
     module.configure_model()
     updates = []
     module._update = lambda loss: updates.append(loss.item())
-    module.trainer = SimpleNamespace(world_size=world_size)
+    votes = []
+
+    def reduce(flag, reduce_op):  # a one-process stand-in for the all-reduce of the vote
+        votes.append(float(flag))
+        return flag
+
+    module.trainer = SimpleNamespace(
+        world_size=world_size, global_step=0, strategy=SimpleNamespace(reduce=reduce)
+    )
+    module.log = lambda *args, **kwargs: None
     assert module.training_step({"batch_size": 0, "num_skipped": 2}, 0) is None
     assert updates == expected
+    # Each update was voted on first (an empty batch votes "finite"), as the others vote.
+    assert votes == [0.0] * len(expected)
 
 
 def test_bad_arguments(export_dir):

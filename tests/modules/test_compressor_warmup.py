@@ -98,13 +98,15 @@ def test_checkpoint_round_trip_gives_same_outputs(small_data, tmp_path):
     assert torch.allclose(a, b)
 
 
-def test_nan_loss_is_a_clear_error(small_data):
-    module = _module()
+def test_nan_loss_skips_the_step_then_stops_with_a_clear_error(small_data):
+    module = _module(max_nonfinite_steps=2)
     for p in module.vlm.parameters():
         p.data.fill_(float("nan"))
     batch = next(iter(small_data.train_dataloader()))
-    with pytest.raises(FloatingPointError, match="non-finite loss"):
-        module.training_step(batch, 0)
+    module.training_step(batch, 0)
+    assert module._drop_update  # skipped: the optimizer will not update on it
+    with pytest.raises(FloatingPointError, match="non-finite loss at 2 steps in a row"):
+        module.training_step(batch, 1)
 
 
 def test_the_3b_architecture_gets_a_tokenizer_with_its_placeholder_ids():
