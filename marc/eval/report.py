@@ -5,7 +5,8 @@ without its video); the warmup and C-GRPO students under MARC's ``MemoryAwareMer
 every training-free compressor of ``marc.compression`` applied to the teacher. Each runs
 with and without the Visual Memory Retriever (VMR) at budgets of 1, 2, 4 and 8 frames (and
 all frames for the teacher). Reported per row: accuracy overall and per question kind, the
-answer-format rate, visual tokens and kept fraction (of the full video), and a paired
+answer-format rate, visual tokens and kept fraction (of the full video), the questions it
+scored and skipped (a missing or corrupt video, with ``--on-bad-sample skip``), and a paired
 bootstrap 95 % interval of the difference from the teacher on all frames; and C-GRPO minus
 warmup at every budget. Written as ``report.md``, ``report.json`` (``{"rows", "plots",
 "models", "comparisons", ...}``), per-question ``answers.jsonl`` and two PNG plots, also
@@ -126,8 +127,22 @@ def provenance(settings: list[Setting]) -> dict[str, dict]:
     return models
 
 
-def build_rows(results: dict, missing: list[Setting]) -> list[dict]:
-    """One row per setting: its summary and its difference from the teacher on all frames."""
+def build_rows(
+    results: dict, missing: list[Setting], totals: dict[bool, int] | None = None
+) -> list[dict]:
+    """One row per setting: its summary and its difference from the teacher on all frames.
+
+    ``totals`` (questions in the test split with and without VMR) adds each row's
+    ``skipped``: the questions it could not score (their video missing or corrupt, with
+    ``--on-bad-sample skip``). A setting that scored no question is an error.
+    """
+    for setting, answers in results.items():
+        if not answers:
+            total = (totals or {}).get(setting.vmr, "its")
+            raise ValueError(
+                f"{setting.system} ({setting.compressor}, VMR {setting.vmr}) scored no question: "
+                f"all {total} test questions were skipped as bad input"
+            )
     reference = next(
         (
             r
@@ -139,6 +154,8 @@ def build_rows(results: dict, missing: list[Setting]) -> list[dict]:
     rows = []
     for setting, answers in results.items():
         row = {**_keys(setting), **summarise(answers, QUESTION_KINDS)}
+        if totals is not None:
+            row["skipped"] = totals[setting.vmr] - row["questions"]
         if reference is not None:
             row["ci95_vs_teacher"] = paired_difference(answers, reference)["ci95"]
             row["difference_vs_teacher"] = (
@@ -184,14 +201,20 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _scored(row: dict) -> str:
+    """Questions a row scored, and how many it skipped when any."""
+    skipped = row.get("skipped")
+    return f"{row['questions']}" + (f" ({skipped} skipped)" if skipped else "")
+
+
 def markdown(rows: list[dict], compared: list[dict]) -> str:
     """The rows as markdown tables, one per budget, then C-GRPO minus warmup."""
     head = (
         "| system | compressor | VMR | accuracy | vs teacher [95 % CI] | "
         + " | ".join(QUESTION_KINDS)
-        + " | format | visual tokens | kept |"
+        + " | format | visual tokens | kept | questions |"
     )
-    rule = "|" + "---|" * (8 + len(QUESTION_KINDS))
+    rule = "|" + "---|" * (9 + len(QUESTION_KINDS))
     sections = []
     budgets = sorted({r["budget_frames"] for r in rows}, key=lambda b: (b is not None, b or 0))
     for budget in budgets:
@@ -207,7 +230,7 @@ def markdown(rows: list[dict], compared: list[dict]) -> str:
             if row.get("accuracy") is None:
                 lines.append(
                     f"| {name} | {row['compressor']} | {vmr} | not built |"
-                    + " |" * (4 + len(QUESTION_KINDS))
+                    + " |" * (5 + len(QUESTION_KINDS))
                 )
                 continue
             ci = row.get("ci95_vs_teacher")
@@ -225,7 +248,7 @@ def markdown(rows: list[dict], compared: list[dict]) -> str:
             lines.append(
                 f"| {name} | {row['compressor']} | {vmr} | {_pct(row['accuracy'])} | {versus} | "
                 f"{kinds} | {_pct(row['format_rate'])} | {row['visual_tokens']:.1f}{uncompressed} | "
-                f"{100 * row['kept_fraction']:.2f} % |"
+                f"{100 * row['kept_fraction']:.2f} % | {_scored(row)} |"
             )
         sections.append("\n".join(lines))
     if compared:
@@ -327,6 +350,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--skip-missing", action="store_true", help="mark rows of unbuilt models 'not built'"
     )
+    parser.add_argument(
+        "--on-bad-sample",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a missing or corrupt test video: stop (default) or skip and count its questions",
+    )
     parser.add_argument("--output", default=None, help="default: ARTIFACTS/report")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -345,8 +374,10 @@ def main(argv: list[str] | None = None) -> dict:
         frame_size=args.frame_size,
         max_frames=args.max_frames,
         limit_eval=args.limit,
+        on_bad_sample=args.on_bad_sample,
     )
-    datasets = {False: VideoQADataModule(**data_args).dataset("test")}
+    data = VideoQADataModule(**data_args)
+    datasets = {False: data.dataset("test")}
     if any(s.vmr for s in settings):
         retriever = artifacts / "retriever"
         if not retriever.is_dir():
@@ -366,10 +397,12 @@ def main(argv: list[str] | None = None) -> dict:
         progress=lambda text: print(f"\r{text}   ", end="", file=sys.stderr, flush=True),
     )
     print(file=sys.stderr)
-    rows = build_rows(results, missing)
+    totals = {vmr: len(dataset) for vmr, dataset in datasets.items()}
+    rows = build_rows(results, missing, totals)
     compared = comparisons(results)
     extra = {
         "test_questions": len(datasets[False]),
+        "skipped_rows": data.skipped_rows,  # malformed annotation rows (--on-bad-sample skip)
         "seconds": round(time.perf_counter() - start, 1),
         "budgets": list(args.budgets),
     }

@@ -146,3 +146,28 @@ def test_a_missing_model_is_named_or_marked_not_built(short_clips_dataset, artif
     result = report.main([*args, "--skip-missing"])
     marked = [r for r in result["rows"] if r.get("status") == "not built"]
     assert {r["system"] for r in marked} == {"warmup", "cgrpo"}
+
+
+def test_the_report_says_how_many_questions_each_row_scored_and_skipped(
+    short_clips_dataset, artifacts, tmp_path
+):
+    # A test split of two videos, one of them corrupt.
+    root = shutil.copytree(short_clips_dataset, tmp_path / "data")
+    shutil.copy(root / "train.jsonl", root / "test.jsonl")
+    (root / "videos/video_00000.mp4").write_bytes(b"not a video")
+    args = ["--artifacts", str(artifacts), "--data-root", str(root), "--max-frames", "16",
+            "--budgets", "1", "--compressors", "UniformFrames", "--max-new-tokens", "2",
+            "--batch-size", "3", "--output", str(tmp_path / "out")]  # fmt: skip
+    with pytest.raises(Exception, match="video_00000.mp4"):
+        report.main(args)  # bad input stops the report unless told to skip it
+    result = report.main([*args, "--on-bad-sample", "skip"])
+    built = [r for r in result["rows"] if r.get("accuracy") is not None]
+    assert built and all((r["questions"], r["skipped"]) == (4, 4) for r in built)
+    table = (tmp_path / "out/report.md").read_text()
+    assert "| questions |" in table and table.count("| 4 (4 skipped) |") == len(built)
+
+
+def test_a_setting_that_scored_no_question_is_an_error():
+    setting = Setting("teacher", "m", "Identity", False, None)
+    with pytest.raises(ValueError, match="scored no question: all 4 test questions were skipped"):
+        report.build_rows({setting: []}, [], {False: 4})
