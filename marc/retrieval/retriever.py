@@ -259,11 +259,17 @@ class VisualMemoryRetriever:
             encoder = _build(config, name, base, where)
             _load_state(encoder, directory / STATE_FILES[name], f"{where} {name!r}")
             encoders[name] = encoder.eval()
+        memory = VideoMemory.load(directory / "memory")
+        if memory.dim != encoders["clip_encoder"].embed_dim:
+            raise RetrieverFolderError(
+                f"{directory / 'memory'}: a memory of dimension {memory.dim}, but the encoders "
+                f"of {directory / CONFIG_FILE} embed {encoders['clip_encoder'].embed_dim}"
+            )
         return cls(
             _build(config, "segmenter", Segmenter, where),
             encoders["clip_encoder"],
             encoders["query_encoder"],
-            memory=VideoMemory.load(directory / "memory"),
+            memory=memory,
             k=_field(config, "k", where) if k is None else k,
             max_clip_frames=_field(config, "max_clip_frames", where),
             # Folders saved before clips were padded: pad them now, as new ones do.

@@ -92,6 +92,23 @@ def test_json_array_errors_carry_the_line_of_the_row(tmp_path):
         ({"path": None}, "missing field 'path'"),
         ({"data_type": "image"}, "field 'data_type'"),
     ],
+    ids=[
+        "empty-problem",
+        "no-answer",
+        "options-not-a-list",
+        "one-option",
+        "unlettered-options",
+        "letter-twice",
+        "essay",
+        "Multiple-Choice",
+        "multiple_choice",
+        "solution-E-of-A-D",
+        "solution-text-not-an-option",
+        "path-leaves-root",
+        "absolute-path-outside",
+        "no-path",
+        "image-row",
+    ],  # fmt: skip
 )
 def test_bad_field_is_named_with_file_and_line(tmp_path, change, message):
     row = {**VIDEO_R1_ROWS[0], **change}

@@ -100,3 +100,11 @@ def test_worker_processes_serve_the_same_batches(tiny_dataset):
     for a, b in zip(single, workers):
         assert a["problem_id"] == b["problem_id"]
         assert all(torch.equal(x, y) for x, y in zip(a["video"], b["video"]))
+
+
+def test_a_missing_retriever_dir_is_named(tiny_dataset, tmp_path):
+    dm = VideoQADataModule(data_root=str(tiny_dataset), retriever_dir=str(tmp_path / "nope"))
+    with pytest.raises(
+        FileNotFoundError, match=r"data.retriever_dir names a missing folder: .*nope"
+    ):
+        dm.dataset("val")

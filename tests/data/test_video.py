@@ -54,6 +54,7 @@ def test_missing_file_names_it(tmp_path):
 @pytest.mark.parametrize(
     "content, reason",
     [(b"", "empty"), (b"this is not a video" * 50, "not a readable media container")],
+    ids=["empty", "not-a-container"],
 )
 def test_unreadable_files_raise_decode_error(tmp_path, content, reason):
     path = tmp_path / "bad.mp4"

@@ -112,6 +112,16 @@ def test_embed_dim_mismatch_raises():
         )
 
 
+def test_a_memory_of_another_dimension_raises():
+    with pytest.raises(ValueError, match="memory dim 16 differs from embed_dim 8"):
+        VisualMemoryRetriever(
+            FixedWindowSegmenter(4),
+            ClipEncoder(embed_dim=8),
+            QueryEncoder(embed_dim=8),
+            memory=VideoMemory(16),
+        )
+
+
 def test_indexing_leaves_encoders_in_their_mode(retriever):
     retriever.clip_encoder.train()
     before = {k: v.clone() for k, v in retriever.clip_encoder.state_dict().items()}

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder
+from marc.retrieval.memory import VideoMemory
 from marc.retrieval.retriever import RetrieverFolderError, VisualMemoryRetriever
 from marc.retrieval.segment import ContentChangeSegmenter, FixedWindowSegmenter
 
@@ -122,3 +123,10 @@ def test_saving_never_leaves_a_half_written_folder(saved, monkeypatch):
         retriever.save_pretrained(path)
     assert sorted(p.name for p in path.iterdir()) == before
     assert isinstance(VisualMemoryRetriever.from_pretrained(path).segmenter, FixedWindowSegmenter)
+
+
+def test_a_memory_of_another_dimension_names_the_folder(saved):
+    _, path, _ = saved
+    VideoMemory(16).save(path / "memory")
+    with pytest.raises(RetrieverFolderError, match=r"memory: a memory of dimension 16, .* embed 8"):
+        VisualMemoryRetriever.from_pretrained(path)
