@@ -80,3 +80,10 @@ def test_help_works(capsys):
         main(["fit", "--help"])
     assert info.value.code == 0
     assert "--model" in capsys.readouterr().out
+
+
+def test_a_missing_config_file_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(tmp_path / "nope.yaml")])
+    assert info.value.code != 0
+    assert "nope.yaml" in capsys.readouterr().err
