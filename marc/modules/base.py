@@ -10,7 +10,8 @@
   all-reduce and every process stays identical;
 - :meth:`StageModule.skip_nonfinite`: whether a step's loss is NaN or infinite on any
   process, so every process skips it (``marc.modules.nonfinite``), and
-  :meth:`StageModule.skipped_step_loss`, how an automatic-optimisation step is skipped;
+  :meth:`StageModule.skipped_step_loss`, how an automatic-optimisation step is skipped
+  (:meth:`StageModule.empty_batch_loss` for a batch of skipped samples);
 - counting: every training epoch logs the samples it trained on and skipped
   (``train/samples``, ``train/skipped``) and the data module's skip counts
   (``data/skipped_rows``, ``data/skipped_samples``); an epoch in which every sample was
@@ -30,6 +31,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from marc.modules.nonfinite import NonFiniteLosses
+from marc.modules.out_of_memory import is_out_of_memory, with_hint
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,20 @@ class StageModule(L.LightningModule):
         """
         self._drop_update = True
         return self.zero_loss()
+
+    def empty_batch_loss(self) -> torch.Tensor:
+        """What an automatic-optimisation ``training_step`` returns for a batch whose samples
+        were all skipped.
+
+        Alone, the update is dropped (a zero gradient would still move AdamW's weights by
+        momentum and weight decay). Under DDP a zero loss joins the other processes' vote
+        on skipping and their gradient all-reduce, and the step applies their averaged
+        gradients here too, as every process must to stay identical.
+        """
+        if self._trainer is None or self._trainer.world_size == 1:
+            return self.skipped_step_loss()
+        skip = self.skip_nonfinite(self.zero_loss(), empty=True)
+        return self.skipped_step_loss() if skip else self.zero_loss()
 
     def on_before_optimizer_step(self, optimizer) -> None:
         if getattr(self, "_drop_update", False):
@@ -181,6 +197,15 @@ class StageModule(L.LightningModule):
         )
 
     # ----------------------------------------------------------------- out of memory
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        """Lightning's backward; out of memory in it names the settings to lower."""
+        try:
+            super().backward(loss, *args, **kwargs)
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            raise with_hint(error, self, "train", "the backward pass of a train step") from error
+
     def memory_settings(self, split: str) -> list[tuple[str, object]]:
         """(setting, current value) pairs that set the size of a ``split`` step."""
         data = getattr(getattr(self._trainer, "datamodule", None), "hparams", {})

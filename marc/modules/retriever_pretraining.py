@@ -185,9 +185,7 @@ class RetrieverPretraining(StageModule):
     @names_memory_settings("train")
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if not self.has_samples(batch):
-            loss = self.zero_loss()
-            # Joins the other processes' vote on skipping, then their gradient all-reduce.
-            return self.skipped_step_loss() if self.skip_nonfinite(loss, empty=True) else loss
+            return self.empty_batch_loss()
         losses = self.contrastive_loss(batch)
         if self.skip_nonfinite(losses["loss"], f"questions {batch['problem_id']}"):
             return self.skipped_step_loss()

@@ -27,9 +27,7 @@ class SupervisedFinetuning(VideoVLMStage):
     @names_memory_settings("train")
     def training_step(self, batch: dict, batch_idx: int):
         if not self.has_samples(batch):
-            loss = self.zero_loss()
-            # Joins the other processes' vote on skipping, then their gradient all-reduce.
-            return self.skipped_step_loss() if self.skip_nonfinite(loss, empty=True) else loss
+            return self.empty_batch_loss()
         videos = self.compressed_inputs(batch)
         targets = self.sft_targets(batch)
         student = self.vlm.completion_logprobs(

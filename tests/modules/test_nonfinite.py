@@ -142,3 +142,17 @@ def test_every_process_skips_when_any_one_has_a_nan_loss():
     assert module.skip_nonfinite(torch.tensor(0.5)) is True
     assert module.nonfinite.skipped == 1
     assert module.skip_nonfinite(torch.tensor(0.5), empty=True) is True  # an empty batch too
+
+
+def test_a_batch_of_skipped_samples_drops_the_update_when_alone():
+    module = TeacherFinetuning()
+    empty = {"batch_size": 0, "num_skipped": 2}
+    loss = module.training_step(empty, 0)
+    assert loss.item() == 0 and module._drop_update  # no momentum step on zero gradients
+    module.trainer = SimpleNamespace(
+        world_size=2, global_step=0, strategy=SimpleNamespace(reduce=lambda flag, reduce_op: flag)
+    )
+    module.log = lambda *args, **kwargs: None
+    module._drop_update = False
+    module.training_step(empty, 0)
+    assert not module._drop_update  # under DDP it applies the others' averaged gradients

@@ -86,3 +86,15 @@ def test_other_errors_pass_unchanged(short_clips_dataset, tmp_path):
         _trainer(tmp_path).fit(module, _data(short_clips_dataset))
     assert is_out_of_memory(CUDA) and is_out_of_memory(CPU)
     assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_out_of_memory_in_the_backward_pass_names_the_batch_size(
+    short_clips_dataset, tmp_path, monkeypatch
+):
+    module = TeacherFinetuning(max_new_tokens=4)
+    monkeypatch.setattr(L.LightningModule, "backward", _raise(CUDA))
+    with pytest.raises(
+        torch.OutOfMemoryError,
+        match=r"in the backward pass of a train step: lower data.batch_size \(now 2\)",
+    ):
+        _trainer(tmp_path).fit(module, _data(short_clips_dataset))
