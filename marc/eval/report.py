@@ -333,6 +333,8 @@ def _log_to_tensorboard(figures: dict, rows: list[dict], log_dir: Path) -> None:
     writer.close()
 
 
+# No gradients, without leaving them off for a caller (tests call main in-process).
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry: evaluate, print the tables and the plot paths, write the files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -359,7 +361,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", default=None, help="default: ARTIFACTS/report")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_grad_enabled(False)
     artifacts = Path(args.artifacts)
     settings, missing = check_models(
         report_settings(

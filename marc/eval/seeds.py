@@ -117,6 +117,8 @@ def _reference_answers(report_dir: Path, vmr: bool, budget: int) -> dict[str, li
     return found
 
 
+# No gradients, without leaving them off for a caller (tests call main in-process).
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", default="artifacts")
@@ -132,7 +134,6 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(
             f"no main report under {report_dir}: run `python -m marc.eval.report` first"
         )
-    torch.set_grad_enabled(False)
     data = dict(data_root=args.data_root, eval_batch_size=args.batch_size)
     datasets = {
         False: VideoQADataModule(**data).dataset("test"),
