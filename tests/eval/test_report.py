@@ -171,3 +171,24 @@ def test_a_setting_that_scored_no_question_is_an_error():
     setting = Setting("teacher", "m", "Identity", False, None)
     with pytest.raises(ValueError, match="scored no question: all 4 test questions were skipped"):
         report.build_rows({setting: []}, [], {False: 4})
+
+
+def test_sweep_answers_do_not_depend_on_the_batch_size(short_clips_dataset, artifacts):
+    settings = [
+        Setting("teacher", str(artifacts / "teacher/model"), name, vmr, budget)
+        for name, budget in (("Identity", None), ("MemoryAwareMerge", 1), ("VidCom2", 1))
+        for vmr in (False, True)
+    ]
+    retriever = str(artifacts / "retriever")
+    datasets = {
+        False: _data(short_clips_dataset).dataset("test"),
+        True: _data(short_clips_dataset, retriever_dir=retriever).dataset("test"),
+    }
+    one, four = (
+        evaluate_settings(
+            settings, datasets, report.build_compressor, batch_size=size, max_new_tokens=8
+        )
+        for size in (1, 4)
+    )
+    for setting in settings:
+        assert [a.completion for a in one[setting]] == [a.completion for a in four[setting]]
