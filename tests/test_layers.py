@@ -2,7 +2,7 @@
 
 Layers, bottom to top (docs/DESIGN.md, "Layers"):
 
-    0  marc.io, marc.configurable, marc.vocabulary, marc.compression
+    0  marc.io, marc.configurable, marc.decoding, marc.vocabulary, marc.compression
     1  marc.rl, marc.retrieval
     2  marc.data
     3  marc.models
@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {
     "marc.io": 0,
     "marc.configurable": 0,
+    "marc.decoding": 0,
     "marc.vocabulary": 0,
     "marc.compression": 0,
     "marc.rl": 1,

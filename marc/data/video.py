@@ -14,16 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# VideoDecodeError lives with the decoding every reader shares; imported from here too.
+from marc.decoding import VideoDecodeError, decode_rgb
+
 PIXELS_PER_TOKEN = 28
-
-
-class VideoDecodeError(RuntimeError):
-    """A video file exists but cannot be decoded; the message names the file and reason."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot decode video {self.path}: {reason}")
 
 
 def round_to_multiple(value: int, multiple: int = PIXELS_PER_TOKEN) -> int:
@@ -90,41 +84,13 @@ def decode_video(
     max_frames: int | None = None,
     size: int | tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Like :func:`read_video`, also returning the source index of every kept frame."""
-    import av
+    """Like :func:`read_video`, also returning the source index of every kept frame.
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"video file not found: {path}")
-    if path.stat().st_size == 0:
-        raise VideoDecodeError(path, "the file is empty")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoDecodeError(path, f"not a readable media container ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise VideoDecodeError(path, "the file has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = []
-        try:
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError as exc:
-            raise VideoDecodeError(
-                path, f"decoding failed after {len(frames)} frames, truncated or corrupt ({exc})"
-            ) from exc
-        source_fps = float(stream.average_rate) if stream.average_rate else 0.0
-        declared = stream.frames
-    if not frames:
-        raise VideoDecodeError(path, "no frames could be decoded (truncated or empty stream)")
-    if declared and len(frames) < declared:
-        # The container promises more frames than the stream holds: the file was cut short.
-        raise VideoDecodeError(path, f"truncated: decoded {len(frames)} of {declared} frames")
-    keep = sample_indices(len(frames), source_fps, fps, max_frames)
-    video = torch.from_numpy(np.stack([frames[i] for i in keep])).permute(0, 3, 1, 2)
-    return resize_frames(video.contiguous(), size), keep
+    Only the sampled frames are converted from the stream (``marc.decoding.decode_rgb``).
+    """
+    decoded = decode_rgb(path, lambda total, rate: sample_indices(total, rate, fps, max_frames))
+    video = torch.from_numpy(decoded.frames).permute(0, 3, 1, 2)
+    return resize_frames(video.contiguous(), size), decoded.indices
 
 
 def video_info(path: str | os.PathLike) -> dict:
