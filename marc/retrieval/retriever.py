@@ -27,7 +27,7 @@ from marc.configurable import ConfigError, build, describe
 from marc.io import read_lock, replace_dir, staging_dir
 from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
 from marc.retrieval.memory import VideoMemory
-from marc.retrieval.segment import Segmenter, Span
+from marc.retrieval.segment import Segmenter, Span, VideoSource
 
 CONFIG_FILE = "retriever.json"
 FORMAT_VERSION = 2
@@ -142,8 +142,14 @@ class VisualMemoryRetriever:
         self.max_clip_frames = max_clip_frames
         self.frame_multiple = frame_multiple
 
-    def index_video(self, video_id: str, frames: torch.Tensor) -> list[int]:
-        """Segment and embed a video's clips into the memory once; returns their memory ids."""
+    def index_video(
+        self, video_id: str, frames: torch.Tensor, source: VideoSource | None = None
+    ) -> list[int]:
+        """Segment and embed a video's clips into the memory once; returns their memory ids.
+
+        ``source`` (the frames' file and source indices) lets a segmenter read the file at
+        its own frame rate (``TransNetV2Segmenter``).
+        """
         if self.memory.has_video(video_id):
             ids = self.memory.ids_of_video(video_id)
             indexed = self.memory.metadata_of(ids[0]).get("num_frames", len(frames))
@@ -153,7 +159,7 @@ class VisualMemoryRetriever:
                     f"but has {len(frames)} now"
                 )
             return ids
-        spans = self.segmenter.segment(frames)
+        spans = self.segmenter.segment_source(frames, source)
         embeddings = []
         with _inference(self.clip_encoder):
             for start in range(0, len(spans), _INDEX_BATCH_CLIPS):
@@ -166,7 +172,12 @@ class VisualMemoryRetriever:
         return self.memory.add(torch.cat(embeddings), metadata)
 
     def retrieve(
-        self, video_id: str, frames: torch.Tensor, question: str, k: int | None = None
+        self,
+        video_id: str,
+        frames: torch.Tensor,
+        question: str,
+        k: int | None = None,
+        source: VideoSource | None = None,
     ) -> RetrievalResult:
         """The top-k clips of this video for the question, reconstructed in time order.
 
@@ -176,7 +187,7 @@ class VisualMemoryRetriever:
         two matches moved onto one clip keep it once, with the better score.
         """
         k = self.k if k is None else k
-        self.index_video(video_id, frames)
+        self.index_video(video_id, frames, source)
         with _inference(self.query_encoder):
             query, offset_logits = self.query_encoder.embed_with_offsets([question])
         offset = 0
