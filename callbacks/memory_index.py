@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from marc.data.video import VideoDecodeError
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.retriever import VisualMemoryRetriever
-from marc.retrieval.segment import ContentChangeSegmenter, Segmenter
+from marc.retrieval.segment import ContentChangeSegmenter, Segmenter, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class MemoryIndexCallback(L.Callback):
             "ef": ef,
         }
         self.splits = splits
+        self.counts: dict[str, int] = {}  # what the last build indexed and left out
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.datamodule is not None:
@@ -73,18 +74,21 @@ class MemoryIndexCallback(L.Callback):
             k=self.k,
             max_clip_frames=self.max_clip_frames,
         )
-        videos = skipped = 0
+        videos = skipped = images = 0
         for split in self.splits:
             if not datamodule.files[split].exists():
                 continue
             dataset = datamodule.dataset(split)
             seen = set()
             for annotation in dataset.annotations:
+                if annotation.data_type == "image":
+                    images += 1  # a picture is its own retrieved video: nothing to index
+                    continue
                 if annotation.video_id in seen:
                     continue
                 seen.add(annotation.video_id)
                 try:
-                    frames, _ = dataset.decode(annotation)
+                    frames, source_indices = dataset.decode(annotation)
                 except (FileNotFoundError, VideoDecodeError) as error:
                     if dataset.on_bad_sample == "raise":
                         raise
@@ -93,10 +97,18 @@ class MemoryIndexCallback(L.Callback):
                         "not indexing %s (%s): %s", annotation.video_id, annotation.source, error
                     )
                     continue
-                retriever.index_video(annotation.video_id, frames)
+                source = VideoSource(str(annotation.video_path), source_indices)
+                retriever.index_video(annotation.video_id, frames, source)
                 videos += 1
         retriever.save_pretrained(self.directory)
         log.info(
-            "indexed %d videos (%d clips) into %s", videos, len(retriever.memory), self.directory
+            "indexed %d videos (%d clips) into %s; %d unreadable videos and %d image rows "
+            "not indexed",
+            videos,
+            len(retriever.memory),
+            self.directory,
+            skipped,
+            images,
         )
+        self.counts = {"videos": videos, "skipped": skipped, "image_rows": images}
         return retriever

@@ -92,3 +92,69 @@ def network_attempts():
         patch.setattr(socket.socket, "connect", guarded_connect)
         patch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
         yield attempts
+
+
+def _video_r1_rows() -> list[dict]:
+    """Video-R1-260k style rows: every problem type, video and image rows."""
+    mc = ["A. red", "B. green", "C. blue", "D. grey"]
+    return [
+        {"problem_id": 1, "problem": "What colour comes first?", "data_type": "video",
+         "problem_type": "multiple choice", "options": mc, "process": "<think>red first</think>",
+         "solution": "<answer>A</answer>", "path": "./videos/clip_a.mp4", "data_source": "test"},
+        {"problem_id": 2, "problem": "How many colours are shown?", "data_type": "video",
+         "problem_type": "numerical", "options": [], "process": "<think>two</think>",
+         "solution": "<answer>2</answer>", "path": "./videos/clip_b.mp4", "data_source": "test"},
+        {"problem_id": 3, "problem": "What is written?", "data_type": "image",
+         "problem_type": "OCR", "options": [], "process": "<think>letters</think>",
+         "solution": "<answer>open now</answer>", "path": "./images/sign.png", "data_source": "test"},
+        {"problem_id": 4, "problem": "Describe the video.", "data_type": "video",
+         "problem_type": "free-form", "options": [], "process": "<think>colours</think>",
+         "solution": "<answer>a red screen turns blue</answer>", "path": "./videos/clip_c.mp4",
+         "data_source": "test"},
+        {"problem_id": 5, "problem": "How many seconds does the red part last?",
+         "data_type": "video", "problem_type": "regression", "options": [],
+         "process": "<think>about three</think>", "solution": "<answer>3.0</answer>",
+         "path": "./videos/clip_a.mp4", "data_source": "test"},
+        {"problem_id": 6, "problem": "Which colour fills the picture?", "data_type": "image",
+         "problem_type": "multiple choice", "options": mc, "process": "<think>green</think>",
+         "solution": "<answer>B</answer>", "path": "./images/green.jpg", "data_source": "test"},
+    ]  # fmt: skip
+
+
+def write_video_r1_dataset(root):
+    """A folder laid out like Video-R1's data: videos/, images/ and a JSON array file.
+
+    Videos are 48 frames at 8 fps (6 s, 56 px) with a hard cut from one colour to another
+    (plus noise); images are a 70x50 PNG and a 64x64 JPEG.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from marc.data.synthetic import write_mp4
+
+    rng = np.random.default_rng(0)
+    colours = {"clip_a": [(200, 30, 30), (30, 30, 200)], "clip_b": [(30, 200, 30), (90, 90, 90)],
+               "clip_c": [(200, 30, 30), (30, 30, 200)]}  # fmt: skip
+    for name, (first, second) in colours.items():
+        frames = np.empty((48, 56, 56, 3), np.uint8)
+        frames[:24], frames[24:] = first, second
+        noise = rng.integers(-12, 13, frames.shape)
+        write_mp4(root / f"videos/{name}.mp4", np.clip(frames + noise, 0, 255).astype(np.uint8), 8)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    sign = np.full((50, 70, 3), 240, np.uint8)
+    sign[20:30, 10:60] = 20
+    Image.fromarray(sign).save(root / "images/sign.png")
+    Image.fromarray(np.full((64, 64, 3), (30, 200, 30), np.uint8)).save(root / "images/green.jpg")
+    rows = _video_r1_rows()
+    (root / "Video-R1-test.json").write_text(json.dumps(rows, indent=2))
+    return root / "Video-R1-test.json"
+
+
+@pytest.fixture(scope="session")
+def video_r1_dataset(tmp_path_factory):
+    """Root of a small Video-R1-schema folder; its annotations are ``Video-R1-test.json``."""
+    root = tmp_path_factory.mktemp("video_r1")
+    write_video_r1_dataset(root)
+    return root

@@ -1,8 +1,9 @@
 """Video-R1 style annotations: load JSON arrays or JSONL, validate every row, resolve paths.
 
 A row needs ``problem``, ``problem_type`` (one of Video-R1's five, compared exactly),
-``solution`` (``<answer>…</answer>``) and, for videos, ``path`` (inside the data root once
-resolved, symlinks followed); a multiple-choice row needs two or more ``"X. text"``
+``solution`` (``<answer>…</answer>``) and ``path`` (its video, or its
+picture for ``data_type: image`` rows; inside the data root once resolved, symlinks
+followed); a multiple-choice row needs two or more ``"X. text"``
 ``options`` and a solution that names one of them. Everything else (``problem_id``,
 ``process``, ``data_source``, the synthetic ground truth such as ``events``) is kept as it
 is. Errors name ``file:line`` and the bad field; with ``on_error="skip"`` a bad row (an
@@ -24,6 +25,7 @@ from marc.rl.answers import normalise_choice, option_letter, split_option
 log = logging.getLogger(__name__)
 
 MULTIPLE_CHOICE = "multiple choice"
+DATA_TYPES = ("video", "image")
 KNOWN_PROBLEM_TYPES = (MULTIPLE_CHOICE, "numerical", "regression", "free-form", "OCR")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -47,7 +49,7 @@ class Annotation:
     problem_type: str
     solution: str
     answer: str
-    video_path: Path
+    video_path: Path  # the video file, or the picture of an image row
     video_key: str = ""  # the video's path relative to the data root (posix)
     options: list[str] = field(default_factory=list)
     data_type: str = "video"
@@ -158,9 +160,13 @@ def _problem_type(row: dict, path: Path, line: int) -> str:
 
 
 def _data_type(row: dict, path: Path, line: int) -> str:
+    """The row's ``data_type``: ``video`` (the default) or ``image`` (Video-R1's picture rows,
+    read as one-frame videos)."""
     data_type = row.get("data_type", "video")
-    if data_type != "video":
-        raise AnnotationError(path, line, f"field 'data_type' is {data_type!r}; only 'video' rows")
+    if data_type not in DATA_TYPES:
+        raise AnnotationError(
+            path, line, f"field 'data_type' is {data_type!r}; expected one of {list(DATA_TYPES)}"
+        )
     return data_type
 
 

@@ -11,8 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from marc.data.annotations import Annotation
+from marc.data.image import read_image
 from marc.data.prompts import format_question
 from marc.data.video import VideoDecodeError, decode_video
+from marc.retrieval.segment import VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,28 @@ def map_event_spans(events: Sequence[dict], source_indices: np.ndarray) -> list[
     return spans
 
 
+def image_retrieval(frames: torch.Tensor) -> dict:
+    """What a retriever serves for an image row: the picture itself, as one clip."""
+    return {
+        "retrieved_video": frames,
+        "retrieved_segments": [(0, len(frames))],
+        "retrieval": {
+            "spans": [(0, len(frames))],
+            "scores": [1.0],
+            "clip_indices": [0],
+            "offset": 0,
+        },
+    }
+
+
 class VideoQADataset(Dataset):
     """Decodes each annotation's video and returns a sample dict (see docs/CONTRACTS.md).
 
-    With ``on_bad_sample="skip"`` a missing or undecodable video yields ``None`` (the
-    collate function drops and counts it) after a warning naming the file and row.
+    With ``on_bad_sample="skip"`` a missing or undecodable video (or picture) yields
+    ``None`` (the collate function drops and counts it) after a warning naming the file and
+    row. Image rows (``data_type: image``) are served as one-frame videos padded to a
+    temporal group (``marc.data.image``); they are their own retrieved video, so the
+    retriever never sees them.
     """
 
     def __init__(
@@ -70,7 +89,10 @@ class VideoQADataset(Dataset):
         key = str(annotation.video_path)
         if self.cache_frames and key in self._cache:
             return self._cache[key]
-        decoded = decode_video(key, self.fps, self.max_frames, self.frame_size)
+        if annotation.data_type == "image":
+            decoded = read_image(key, self.frame_size, row=annotation.source)
+        else:
+            decoded = decode_video(key, self.fps, self.max_frames, self.frame_size)
         if self.cache_frames:
             self._cache[key] = decoded
         return decoded
@@ -87,8 +109,13 @@ class VideoQADataset(Dataset):
             )
             return None
         sample = self.build_sample(annotation, frames, source_indices)
-        if self.retriever is not None:
-            result = self.retriever.retrieve(annotation.video_id, frames, annotation.problem)
+        if self.retriever is not None and annotation.data_type == "image":
+            sample.update(image_retrieval(frames))
+        elif self.retriever is not None:
+            source = VideoSource(str(annotation.video_path), source_indices)
+            result = self.retriever.retrieve(
+                annotation.video_id, frames, annotation.problem, source=source
+            )
             sample["retrieved_video"] = result.frames
             # Frame spans of the clips inside retrieved_video: the compressor's segments.
             sample["retrieved_segments"] = [tuple(s) for s in result.segments]
@@ -119,6 +146,7 @@ class VideoQADataset(Dataset):
             "answer": annotation.answer,
             "process": annotation.extra.get("process"),
             "problem_type": annotation.problem_type,
+            "data_type": annotation.data_type,
             "question_kind": annotation.question_kind,
             "path": str(annotation.video_path),
             "prompt": format_question(

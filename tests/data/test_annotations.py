@@ -54,6 +54,20 @@ def test_real_video_r1_rows_load_unchanged(tmp_path):
         assert rows[1].options == [] and rows[2].problem_id.startswith(f"{path.name}:")
 
 
+def test_image_rows_load_with_their_picture_as_the_path(tmp_path):
+    row = {
+        "problem": "What does the sign say?",
+        "data_type": "image",
+        "problem_type": "OCR",
+        "solution": "<answer>STOP</answer>",
+        "path": "./Images/sign.png",
+    }
+    rows = load_annotations(_write_jsonl(tmp_path / "a.jsonl", [row, VIDEO_R1_ROWS[0]]))
+    assert [r.data_type for r in rows] == ["image", "video"]
+    assert rows[0].video_path == (tmp_path / "Images/sign.png").resolve()
+    assert rows[0].video_id == "Images/sign.png" and rows[0].answer == "STOP"
+
+
 def test_paths_resolve_against_a_given_root(tmp_path):
     path = _write_jsonl(tmp_path / "a.jsonl", VIDEO_R1_ROWS[1:2])
     rows = load_annotations(path, data_root=tmp_path / "media")
@@ -90,7 +104,7 @@ def test_json_array_errors_carry_the_line_of_the_row(tmp_path):
         ({"path": "../outside/x.mp4"}, "field 'path' '../outside/x.mp4' resolves to .*outside"),
         ({"path": "/etc/passwd"}, "field 'path' '/etc/passwd' resolves to .*outside the data root"),
         ({"path": None}, "missing field 'path'"),
-        ({"data_type": "image"}, "field 'data_type'"),
+        ({"data_type": "audio"}, "field 'data_type' is 'audio'"),
     ],
     ids=[
         "empty-problem",
