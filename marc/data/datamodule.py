@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,19 @@ from marc.data.dataset import BadSamplePolicy, VideoQADataset
 from marc.data.synthetic import GeneratorConfig, generate_dataset, is_generated
 
 log = logging.getLogger(__name__)
+
+
+def random_subset(rows: list, size: int, seed: int) -> list:
+    """``size`` rows drawn at random with ``seed``, kept in their file order.
+
+    The same seed draws the same rows on every process of a multi-GPU run.
+    """
+    if size < 1:
+        raise ValueError(f"subset_size must be at least 1, got {size}")
+    if size >= len(rows):
+        return list(rows)
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), size))
+    return [rows[i] for i in chosen]
 
 
 class VideoQADataModule(L.LightningDataModule):
@@ -38,6 +52,9 @@ class VideoQADataModule(L.LightningDataModule):
         on_bad_sample: ``raise`` on a missing or corrupt video or malformed row, or
             ``skip`` it; skips are counted in ``skipped_samples`` and logged.
         limit_train / limit_eval: use only the first N questions (quick runs, tests).
+        subset_size / subset_seed: train on ``subset_size`` questions drawn at random
+            (with ``subset_seed``, in file order) from the training file's valid rows, the
+            paper's 5K of Video-R1-260K; None trains on all. Drawn before ``limit_train``.
         retriever_dir: a folder saved by retriever pretraining
             (``VisualMemoryRetriever.save_pretrained``), loaded in ``setup``; then every
             sample also carries the reconstructed ``retrieved_video``.
@@ -63,6 +80,8 @@ class VideoQADataModule(L.LightningDataModule):
         on_bad_sample: BadSamplePolicy = "raise",
         limit_train: int | None = None,
         limit_eval: int | None = None,
+        subset_size: int | None = None,
+        subset_seed: int = 0,
         retriever_dir: str | None = None,
         retriever_k: int | None = None,
         retriever: Any = None,
@@ -125,6 +144,8 @@ class VideoQADataModule(L.LightningDataModule):
             hp = self.hparams
             rows, skipped = read_annotations(self.files[split], self.data_root, hp.on_bad_sample)
             self.skipped_rows += len(skipped)
+            if split == "train" and hp.subset_size is not None:
+                rows = random_subset(rows, hp.subset_size, hp.subset_seed)
             limit = hp.limit_train if split == "train" else hp.limit_eval
             if limit is not None:
                 rows = rows[:limit]
