@@ -158,3 +158,86 @@ def video_r1_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("video_r1")
     write_video_r1_dataset(root)
     return root
+
+
+def write_tiny_dual_encoder(path, kind: str = "siglip", text_projection: int | None = None):
+    """A randomly initialised SigLIP or CLIP saved with save_pretrained, with its tokenizer
+    (a byte-level BPE trained here, as a fast tokenizer) and image processor.
+
+    ``text_projection`` (SigLIP) gives the text tower another output size than the vision
+    tower's 32, a broken dual encoder.
+    """
+    import torch
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        PreTrainedTokenizerFast,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
+
+    corpus = ["a red square moves left", "what colour comes first", "how many cars pass"] * 10
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.normalizer = normalizers.Lowercase()
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    end = ("</s>", bpe.token_to_id("</s>"))
+    bpe.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[end])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+        eos_token="</s>", model_max_length=16,
+    )  # fmt: skip
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=16, **ids)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=32, patch_size=8)  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "siglip":
+            text["projection_size"] = text_projection or 32
+            model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+            processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+        else:
+            model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+            processor = CLIPImageProcessor(
+                size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+            )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_dir(tmp_path_factory):
+    """A tiny random SigLIP folder (both towers 32-d), tokenizer and image processor."""
+    return write_tiny_dual_encoder(tmp_path_factory.mktemp("siglip") / "model", "siglip")
+
+
+@pytest.fixture(scope="session")
+def dual_encoder_writer():
+    """``write_tiny_dual_encoder`` for tests that need other layouts or broken towers."""
+    return write_tiny_dual_encoder

@@ -95,7 +95,9 @@ class VideoQADataModule(L.LightningDataModule):
             "val": Path(val_file) if val_file else self.data_root / "val.jsonl",
             "test": Path(test_file) if test_file else self.data_root / "test.jsonl",
         }
-        self.uses_default_files = not (train_file or val_file or test_file)
+        named = {"train": train_file, "val": val_file, "test": test_file}
+        self.named_splits = {split for split, file in named.items() if file}
+        self.uses_default_files = not self.named_splits
         self.generator = generator or GeneratorConfig()
         self.retriever = retriever
         self.datasets: dict[str, VideoQADataset] = {}
@@ -161,10 +163,16 @@ class VideoQADataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the annotation files the stage needs."""
+        """Load the annotation files the stage needs.
+
+        A missing test file is left out; so is a missing validation file when annotation
+        files are named but not that one (Video-R1 ships a training file only: set
+        ``trainer.limit_val_batches=0`` or name a ``val_file``).
+        """
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        optional = {"test"} if self.uses_default_files else {"test", "val"} - self.named_splits
         for split in splits.get(stage, ("train", "val", "test")):
-            if self.files[split].exists() or split != "test":
+            if self.files[split].exists() or split not in optional:
                 self.dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -25,7 +25,8 @@ from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
 
 from marc.modules.base import StageModule
 from marc.modules.out_of_memory import names_memory_settings
-from marc.retrieval.encoders import ClipEncoder, QueryEncoder
+from marc.retrieval.dual_encoder import check_one_dual_encoder
+from marc.retrieval.encoders import ClipEncoder, ClipEncoderBase, QueryEncoder, QueryEncoderBase
 
 
 def batch_clips(
@@ -97,8 +98,8 @@ class RetrieverPretraining(StageModule):
 
     def __init__(
         self,
-        clip_encoder: ClipEncoder | None = None,
-        query_encoder: QueryEncoder | None = None,
+        clip_encoder: ClipEncoderBase | None = None,
+        query_encoder: QueryEncoderBase | None = None,
         temperature: float = 0.07,
         learn_temperature: bool = True,
         caption_weight: float = 1.0,
@@ -114,6 +115,7 @@ class RetrieverPretraining(StageModule):
         )
         self.clip_encoder = clip_encoder if clip_encoder is not None else ClipEncoder()
         self.query_encoder = query_encoder if query_encoder is not None else QueryEncoder()
+        check_one_dual_encoder(self.clip_encoder, self.query_encoder)
         if self.clip_encoder.embed_dim != self.query_encoder.embed_dim:
             raise ValueError(
                 f"clip_encoder embed_dim {self.clip_encoder.embed_dim} differs from "

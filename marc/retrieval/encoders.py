@@ -1,7 +1,10 @@
 """The dual encoder of the Visual Memory Retriever: clips and questions into one space.
 
-Both encoders end in a linear projection to ``embed_dim`` and L2-normalise, so the dot
-product of a clip and a query embedding is their cosine similarity.
+Both encoders L2-normalise their output, so the dot product of a clip and a query
+embedding is their cosine similarity. :class:`ClipEncoderBase` and
+:class:`QueryEncoderBase` are what the retriever and its training need of them; the
+encoders trained from scratch here end in a linear projection to ``embed_dim``, those of
+``marc.retrieval.dual_encoder`` are the two towers of one pretrained dual encoder.
 """
 
 from __future__ import annotations
@@ -32,7 +35,46 @@ def subsample_frames(clip: torch.Tensor, max_frames: int | None) -> torch.Tensor
     return clip[index]
 
 
-class ClipEncoder(Configurable, nn.Module):
+class ClipEncoderBase(Configurable, nn.Module):
+    """Embeds clips (uint8 ``[T, C, H, W]`` each) into unit vectors ``[N, embed_dim]``.
+
+    Subclasses implement ``forward(clips)`` for one clip, a batch ``[B, T, C, H, W]`` or a
+    list of clips, and ``embed_dim``; they are Configurable so a saved retriever rebuilds
+    them from ``{class_path, init_args}``.
+    """
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the output embeddings."""
+        raise NotImplementedError
+
+    def encode_clips(self, clips: list[torch.Tensor]) -> torch.Tensor:
+        """Embed a list of uint8 clips ``[T, C, H, W]`` into unit vectors ``[N, D]``."""
+        return self(clips)
+
+
+def clip_list(clips: Clips) -> list[torch.Tensor]:
+    """One clip, a batch ``[B, T, C, H, W]`` or a list of clips as a checked list of clips."""
+    if isinstance(clips, torch.Tensor):
+        if clips.ndim == 4:
+            clips = [clips]
+        elif clips.ndim == 5:
+            clips = list(clips)
+        else:
+            raise ValueError(
+                f"clips must be [T, C, H, W] or [B, T, C, H, W], got {tuple(clips.shape)}"
+            )
+    if len(clips) == 0:
+        raise ValueError("no clips to encode")
+    for i, clip in enumerate(clips):
+        if clip.ndim != 4 or clip.shape[0] == 0:
+            raise ValueError(
+                f"clip {i} must be a non-empty [T, C, H, W] tensor, got {tuple(clip.shape)}"
+            )
+    return list(clips)
+
+
+class ClipEncoder(ClipEncoderBase):
     """A timm image backbone applied per frame, mean-pooled over time, projected, L2-normalised.
 
     It is :class:`~marc.configurable.Configurable`: ``describe(encoder)`` rebuilds it to load
@@ -88,24 +130,7 @@ class ClipEncoder(Configurable, nn.Module):
 
     def forward(self, clips: Clips) -> torch.Tensor:
         """Embed clips (one ``[T, C, H, W]``, a batch ``[B, T, C, H, W]`` or a list): ``[N, D]``."""
-        if isinstance(clips, torch.Tensor):
-            if clips.ndim == 4:
-                clips = [clips]
-            elif clips.ndim == 5:
-                clips = list(clips)
-            else:
-                raise ValueError(
-                    f"clips must be [T, C, H, W] or [B, T, C, H, W], got {tuple(clips.shape)}"
-                )
-        if len(clips) == 0:
-            raise ValueError("no clips to encode")
-        sampled = []
-        for i, clip in enumerate(clips):
-            if clip.ndim != 4 or clip.shape[0] == 0:
-                raise ValueError(
-                    f"clip {i} must be a non-empty [T, C, H, W] tensor, got {tuple(clip.shape)}"
-                )
-            sampled.append(subsample_frames(clip, self.max_frames_per_clip))
+        sampled = [subsample_frames(c, self.max_frames_per_clip) for c in clip_list(clips)]
         lengths = [len(s) for s in sampled]
         if len({tuple(s.shape[1:]) for s in sampled}) > 1 and self.image_size is None:
             raise ValueError("clips of different frame sizes need image_size set")
@@ -120,9 +145,57 @@ class ClipEncoder(Configurable, nn.Module):
         pooled = pooled / torch.tensor(lengths, device=features.device).unsqueeze(1)
         return F.normalize(self.projection(pooled), dim=-1)
 
-    def encode_clips(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        """Embed a list of uint8 clips ``[T, C, H, W]`` into unit vectors ``[N, D]``."""
-        return self(clips)
+
+class QueryEncoderBase(Configurable, nn.Module):
+    """Embeds texts into unit vectors ``[N, embed_dim]``, with an optional relation head.
+
+    Subclasses implement :meth:`pooled` (a text feature per text) and :meth:`embed`
+    (features to unit embeddings) and set ``offset_head`` (None, or a module from the
+    pooled features to ``2 * max_offset + 1`` offset classes) and ``max_offset``.
+    """
+
+    # No class-level ``offset_head = None``: nn.Module keeps a registered head outside the
+    # instance dict, where a class attribute would shadow it.
+    max_offset: int = 0
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the output embeddings."""
+        raise NotImplementedError
+
+    def pooled(self, texts: list[str]) -> torch.Tensor:
+        """One feature vector per text, ``[N, F]`` (what the relation head reads)."""
+        raise NotImplementedError
+
+    def embed(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings ``[N, D]`` of pooled features."""
+        raise NotImplementedError
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Embed texts into unit vectors ``[N, D]``."""
+        return self.embed(self.pooled(texts))
+
+    def embed_with_offsets(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Unit embeddings ``[N, D]`` and offset logits ``[N, 2 * max_offset + 1]`` (class
+        ``i`` is offset ``i - max_offset``), from one pass; logits are None without a head."""
+        pooled = self.pooled(texts)
+        logits = self.offset_head(pooled) if self.offset_head is not None else None
+        return self.embed(pooled), logits
+
+    def predict_offsets(self, texts: list[str]) -> list[int]:
+        """The most likely offset of each text's answer clip from its named clip (0s without
+        a relation head)."""
+        if self.offset_head is None:
+            return [0] * (1 if isinstance(texts, str) else len(texts))
+        return self.offsets_from_logits(self.embed_with_offsets(texts)[1])
+
+    def offsets_from_logits(self, logits: torch.Tensor) -> list[int]:
+        """The offset of each row's most likely class (class ``i`` is ``i - max_offset``)."""
+        return (logits.argmax(-1) - self.max_offset).tolist()
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embed a list of strings into unit vectors ``[N, D]``."""
+        return self(texts)
 
 
 def _timm_backbone(name: str, pretrained: bool | str, allow_download: bool) -> nn.Module:
@@ -145,7 +218,7 @@ def _timm_backbone(name: str, pretrained: bool | str, allow_download: bool) -> n
     )
 
 
-class QueryEncoder(Configurable, nn.Module):
+class QueryEncoder(QueryEncoderBase):
     """A text transformer, mean-pooled over tokens, projected and L2-normalised.
 
     By default a small BERT built from a config with the word-level tokenizer of the
@@ -243,32 +316,9 @@ class QueryEncoder(Configurable, nn.Module):
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float()
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
-        """Embed texts into unit vectors ``[N, D]``."""
-        return F.normalize(self.projection(self.pooled(texts)), dim=-1)
-
-    def embed_with_offsets(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Unit embeddings ``[N, D]`` and offset logits ``[N, 2 * max_offset + 1]`` (class
-        ``i`` is offset ``i - max_offset``), from one pass; logits are None without a head."""
-        pooled = self.pooled(texts)
-        embeddings = F.normalize(self.projection(pooled), dim=-1)
-        logits = self.offset_head(pooled) if self.offset_head is not None else None
-        return embeddings, logits
-
-    def predict_offsets(self, texts: list[str]) -> list[int]:
-        """The most likely offset of each text's answer clip from its named clip (0s without
-        a relation head)."""
-        if self.offset_head is None:
-            return [0] * (1 if isinstance(texts, str) else len(texts))
-        return self.offsets_from_logits(self.embed_with_offsets(texts)[1])
-
-    def offsets_from_logits(self, logits: torch.Tensor) -> list[int]:
-        """The offset of each row's most likely class (class ``i`` is ``i - max_offset``)."""
-        return (logits.argmax(-1) - self.max_offset).tolist()
-
-    def encode_texts(self, texts: list[str]) -> torch.Tensor:
-        """Embed a list of strings into unit vectors ``[N, D]``."""
-        return self(texts)
+    def embed(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Projected, L2-normalised embeddings ``[N, D]``."""
+        return F.normalize(self.projection(pooled), dim=-1)
 
 
 def _text_model(name: str, allow_download: bool):

@@ -25,7 +25,8 @@ from torch import nn
 
 from marc.configurable import ConfigError, build, describe
 from marc.io import read_lock, replace_dir, staging_dir
-from marc.retrieval.encoders import ClipEncoder, QueryEncoder, subsample_frames
+from marc.retrieval.dual_encoder import check_one_dual_encoder
+from marc.retrieval.encoders import ClipEncoderBase, QueryEncoderBase, subsample_frames
 from marc.retrieval.memory import VideoMemory
 from marc.retrieval.segment import Segmenter, Span, VideoSource
 
@@ -115,13 +116,14 @@ class VisualMemoryRetriever:
     def __init__(
         self,
         segmenter: Segmenter,
-        clip_encoder: ClipEncoder,
-        query_encoder: QueryEncoder,
+        clip_encoder: ClipEncoderBase,
+        query_encoder: QueryEncoderBase,
         memory: VideoMemory | None = None,
         k: int = 3,
         max_clip_frames: int | None = None,
         frame_multiple: int = 2,
     ):
+        check_one_dual_encoder(clip_encoder, query_encoder)
         if clip_encoder.embed_dim != query_encoder.embed_dim:
             raise ValueError(
                 f"clip encoder embed_dim {clip_encoder.embed_dim} differs from query encoder "
@@ -233,8 +235,7 @@ class VisualMemoryRetriever:
         staging.mkdir()
         config = {
             "format_version": FORMAT_VERSION,
-            # The weights are in the state dict: never fetch timm's pretrained ones on load.
-            "clip_encoder": describe(self.clip_encoder, pretrained=False),
+            "clip_encoder": describe(self.clip_encoder, **_no_download(self.clip_encoder)),
             "query_encoder": describe(self.query_encoder),
             "segmenter": describe(self.segmenter),
             "k": self.k,
@@ -266,7 +267,8 @@ class VisualMemoryRetriever:
         config = _read_config(directory)
         where = f"{directory / CONFIG_FILE} field"
         encoders = {}
-        for name, base in (("clip_encoder", ClipEncoder), ("query_encoder", QueryEncoder)):
+        bases = (("clip_encoder", ClipEncoderBase), ("query_encoder", QueryEncoderBase))
+        for name, base in bases:
             encoder = _build(config, name, base, where)
             _load_state(encoder, directory / STATE_FILES[name], f"{where} {name!r}")
             encoders[name] = encoder.eval()
@@ -286,6 +288,13 @@ class VisualMemoryRetriever:
             # Folders saved before clips were padded: pad them now, as new ones do.
             frame_multiple=config.get("frame_multiple", 2),
         )
+
+
+def _no_download(encoder: ClipEncoderBase) -> dict:
+    """``pretrained=False`` for a timm encoder, whose weights are in the state dict: loading
+    never fetches or reads them again. Encoders over a local folder (dual-encoder towers)
+    have no such argument and keep theirs."""
+    return {"pretrained": False} if "pretrained" in encoder.init_args else {}
 
 
 def _read_config(directory: Path) -> dict:
