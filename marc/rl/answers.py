@@ -23,9 +23,10 @@ import math
 import re
 import unicodedata
 
-# Bumped whenever is_correct changes what it accepts, so cached accuracies (the teacher's
-# a_teacher cache) computed under an older rule are recomputed. 2: option text accepted.
-SCORING_VERSION = 2
+# Bumped whenever is_correct changes what it accepts, or the accuracy a_teacher averages
+# does, so cached accuracies (the teacher's a_teacher cache) computed under an older rule
+# are recomputed. 2: option text accepted. 3: a_teacher is Video-R1's graded accuracy.
+SCORING_VERSION = 3
 OPEN_TAG = "<answer>"
 CLOSE_TAG = "</answer>"
 MULTIPLE_CHOICE = "multiple choice"

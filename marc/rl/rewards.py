@@ -11,8 +11,13 @@ is called as ``reward(completions, answers, context) -> Tensor[G]`` (float32, un
 ``name`` for logging. Empty, truncated or malformed completions score 0 and never raise.
 
 Correctness is computed once per completion: a caller that has scored the completions
-(C-GRPO does, once per step) passes them as ``RewardContext.correct`` and every reward that
-needs correctness reads it (:func:`completion_correctness`) instead of scoring again.
+(C-GRPO does, once per step) passes them as ``RewardContext.correct`` (exact correctness,
+``is_correct``) and ``RewardContext.scores`` (Video-R1's graded accuracy for the problem
+type, ``marc.rl.video_r1``), and every reward reads them (:func:`completion_correctness`,
+:func:`completion_scores`) instead of scoring again.
+
+Image rows (``RewardContext.data_type == "image"``) get no retention reward: the paper's
+"image data does not participate in the compression reward".
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import torch
 
 from marc.rl.answers import is_correct
+from marc.rl.video_r1 import CORRECT_ABOVE, video_r1_score
 
 DEFAULT_TOLERANCE = 0.01  # relative tolerance of numerical answers (is_correct's default)
 
@@ -44,6 +50,9 @@ class RewardContext:
     # Each completion's correctness, when the caller has scored them with ``tolerance``.
     correct: list[bool] | None = None
     tolerance: float = DEFAULT_TOLERANCE
+    # Each completion's Video-R1 accuracy reward in [0, 1], when the caller has scored them.
+    scores: list[float] | None = None
+    data_type: str = "video"  # "image" rows get no retention reward
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,6 +70,24 @@ def completion_correctness(
         return list(context.correct)
     return [
         is_correct(completion, answer, context.problem_type, tolerance, context.options)
+        for completion, answer in zip(completions, answers)
+    ]
+
+
+def completion_scores(
+    completions: list[str], answers: list[str], context: RewardContext
+) -> list[float]:
+    """Video-R1's accuracy reward of each completion (``marc.rl.video_r1``): ``context.scores``
+    when the caller scored them, else scored here."""
+    if context.scores is not None:
+        if len(context.scores) != len(completions):
+            raise ValueError(
+                f"context.scores has {len(context.scores)} entries for {len(completions)} "
+                "completions"
+            )
+        return [float(s) for s in context.scores]
+    return [
+        video_r1_score(completion, answer, context.problem_type, context.options)
         for completion, answer in zip(completions, answers)
     ]
 
@@ -107,20 +134,36 @@ class Reward:
 
 
 class AccuracyReward(Reward):
-    """1.0 when the completion's answer is correct for ``context.problem_type``, else 0.0."""
+    """The accuracy of each completion's answer for ``context.problem_type``.
+
+    ``rule="video_r1"`` (default): Video-R1's accuracy reward for the type, graded in [0, 1]
+    for OCR (1 - WER), free-form (ROUGE) and regression (1 - relative error)
+    (``marc.rl.video_r1``). ``rule="exact"``: 1.0 when ``is_correct`` (numbers within the
+    relative ``tolerance``), else 0.0. Both agree on multiple choice.
+    """
 
     default_name = "accuracy"
+    RULES = ("video_r1", "exact")
 
     def __init__(
-        self, tolerance: float = DEFAULT_TOLERANCE, weight: float = 1.0, name: str | None = None
+        self,
+        tolerance: float = DEFAULT_TOLERANCE,
+        rule: str = "video_r1",
+        weight: float = 1.0,
+        name: str | None = None,
     ):
         super().__init__(weight, name)
+        if rule not in self.RULES:
+            raise ValueError(f"AccuracyReward: rule must be one of {self.RULES}, got {rule!r}")
         self.tolerance = _check_tolerance(tolerance)
+        self.rule = rule
 
     def score(
         self, completions: list[str], answers: list[str], context: RewardContext
     ) -> list[float]:
         """One score per completion."""
+        if self.rule == "video_r1":
+            return completion_scores(completions, answers, context)
         correct = completion_correctness(completions, answers, context, self.tolerance)
         return [float(ok) for ok in correct]
 
@@ -161,8 +204,12 @@ def retention_ratio(a_student: float, a_teacher: float, eta_max: float | None = 
 class RetentionReward(Reward):
     """C-GRPO's ``1[correct_i] * alpha * max(0, eta - tau)``, eta from the group's accuracy.
 
-    a_student is the fraction of this call's completions (the group of one prompt) that are
-    correct; a_teacher comes from ``context.a_teacher``.
+    a_student is the group's mean accuracy (Video-R1's graded accuracy,
+    :func:`completion_scores`: the fraction correct for multiple choice and numerical
+    questions); a_teacher comes from ``context.a_teacher``, measured the same way. A
+    completion counts as correct when its accuracy exceeds 0.1, as Video-R1 selects the
+    correct completions for its own bonuses. Rows whose ``context.data_type`` is not in
+    ``applies_to`` (image rows, by default) get 0 and need no a_teacher.
     """
 
     default_name = "retention"
@@ -175,8 +222,10 @@ class RetentionReward(Reward):
         tolerance: float = DEFAULT_TOLERANCE,
         weight: float = 1.0,
         name: str | None = None,
+        applies_to: tuple[str, ...] = ("video",),
     ):
         super().__init__(weight, name)
+        self.applies_to = tuple(applies_to)
         if not math.isfinite(alpha) or not math.isfinite(tau):
             raise ValueError(f"RetentionReward: alpha and tau must be finite, got {alpha}, {tau}")
         if eta_max is not None and not eta_max > 0:
@@ -190,6 +239,8 @@ class RetentionReward(Reward):
         self, completions: list[str], answers: list[str], context: RewardContext
     ) -> list[float]:
         """One score per completion."""
+        if context.data_type not in self.applies_to:
+            return [0.0] * len(completions)
         if context.a_teacher is None:
             raise ValueError(
                 "RetentionReward needs context.a_teacher, the teacher's accuracy on this "
@@ -197,11 +248,11 @@ class RetentionReward(Reward):
             )
         if not completions:
             return []
-        correct = completion_correctness(completions, answers, context, self.tolerance)
-        a_student = sum(correct) / len(correct)
+        scores = completion_scores(completions, answers, context)
+        a_student = sum(scores) / len(scores)
         eta = retention_ratio(a_student, float(context.a_teacher), self.eta_max)
         r_c = self.alpha * max(0.0, eta - self.tau)
-        return [r_c if ok else 0.0 for ok in correct]
+        return [r_c if score > CORRECT_ABOVE else 0.0 for score in scores]
 
 
 class CombinedReward:

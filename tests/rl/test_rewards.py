@@ -37,8 +37,13 @@ def test_accuracy_reward_well_formed_and_broken():
 def test_accuracy_reward_uses_problem_type_and_tolerance():
     context = RewardContext(problem_type="numerical")
     completions = ["<answer>100.5</answer>", "<answer>102</answer>"]
-    assert AccuracyReward()(completions, ["100"] * 2, context).tolist() == [1, 0]
-    assert AccuracyReward(tolerance=0.05)(completions, ["100"] * 2, context).tolist() == [1, 1]
+    exact = AccuracyReward(rule="exact")
+    assert exact(completions, ["100"] * 2, context).tolist() == [1, 0]
+    assert AccuracyReward(tolerance=0.05, rule="exact")(
+        completions, ["100"] * 2, context
+    ).tolist() == [1, 1]
+    # Video-R1's rule (the default): "100.5" has a decimal point and "100" has none.
+    assert AccuracyReward()(completions, ["100"] * 2, context).tolist() == [0, 0]
 
 
 def test_accuracy_and_retention_read_option_text_with_the_options():
@@ -135,7 +140,9 @@ def test_combined_reward_applies_weights_and_reports_components():
 def test_combined_reward_names_must_be_unique():
     with pytest.raises(ValueError, match="accuracy"):
         CombinedReward([AccuracyReward(), AccuracyReward()])
-    combined = CombinedReward([AccuracyReward(), AccuracyReward(tolerance=0.1, name="acc_loose")])
+    combined = CombinedReward(
+        [AccuracyReward(), AccuracyReward(tolerance=0.1, rule="exact", name="acc_loose")]
+    )
     assert combined.names == ["accuracy", "acc_loose"]
 
 
