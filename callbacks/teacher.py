@@ -2,8 +2,9 @@
 
 It answers two questions for a student stage (it sets ``pl_module.teacher_source = self``):
 
-- :meth:`TeacherCallback.accuracy`: C-GRPO's a_teacher, the share of ``num_samples``
-  sampled teacher completions that are correct on the full video (all frames, the
+- :meth:`TeacherCallback.accuracy`: C-GRPO's a_teacher, the mean Video-R1 accuracy of
+  ``num_samples`` sampled teacher completions on the full video (the share correct for
+  multiple choice and numerical questions, ``marc.rl.video_r1``) (all frames, the
   ``Identity`` compressor, no budget). It only depends on the question and the teacher, so
   it is cached on disk and computed once across epochs and runs.
 - :meth:`TeacherCallback.completion_logits`: the teacher's teacher-forced logits on given
@@ -39,6 +40,7 @@ from marc.compression import Budget, CompressedVideo, Identity
 from marc.io import read_lock
 from marc.models.vlm import VideoVLM
 from marc.rl.answers import SCORING_VERSION, is_correct
+from marc.rl.video_r1 import video_r1_score
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ class TeacherCallback(Callback):
     # ---------------------------------------------------------------------- the answers
     @torch.no_grad()
     def accuracy(self, batch: dict) -> torch.Tensor:
-        """a_teacher ``[B]``: mean correctness of ``num_samples`` teacher samples per question."""
+        """a_teacher ``[B]``: mean accuracy of ``num_samples`` teacher samples per question."""
         teacher = self._teacher()
         frames = self._frames(batch)
         keys = [
@@ -160,17 +162,13 @@ class TeacherCallback(Callback):
             )
             for row, i in enumerate(missing):
                 texts = output.texts[row * self.num_samples : (row + 1) * self.num_samples]
+                question = (batch["solution"][i], batch["problem_type"][i], batch["options"][i])
                 correct = sum(
-                    is_correct(
-                        text,
-                        batch["solution"][i],
-                        batch["problem_type"][i],
-                        options=batch["options"][i],
-                    )
-                    for text in texts
+                    is_correct(text, *question[:2], options=question[2]) for text in texts
                 )
+                score = sum(video_r1_score(text, *question) for text in texts)
                 entry = {
-                    "a_teacher": correct / self.num_samples,
+                    "a_teacher": score / self.num_samples,
                     "correct": correct,
                     "samples": self.num_samples,
                     "question_hash": keys[i],

@@ -21,3 +21,19 @@ def collate_video_qa(samples: list[dict | None]) -> dict:
         batch[key] = [s[key] for s in kept]
     batch["video_lengths"] = torch.tensor([s["video"].shape[0] for s in kept])
     return batch
+
+
+def select_rows(batch: dict, rows: list[int]) -> dict:
+    """The batch of only the samples at ``rows`` (in that order), in the same layout."""
+    size = batch["batch_size"]
+    selected: dict = {"num_skipped": 0, "batch_size": len(rows)}
+    for key, value in batch.items():
+        if key in selected:
+            continue
+        if isinstance(value, list) and len(value) == size:
+            selected[key] = [value[i] for i in rows]
+        elif isinstance(value, torch.Tensor) and value.ndim and len(value) == size:
+            selected[key] = value[rows]
+        else:
+            selected[key] = value
+    return selected

@@ -4,9 +4,12 @@ One training batch of B questions (docs/DESIGN.md, "C-GRPO"; loss in ``marc.rl.g
 
 1. compress each question's video to the budget (no gradient) and sample G completions per
    question from the policy (``marc.rl.rollout.sample_groups``);
-2. score them: each completion's correctness is computed once and shared by the rewards,
+2. score them: each completion's correctness and its Video-R1 accuracy (graded for OCR,
+   free-form and regression questions) are computed once and shared by the rewards,
    ``R_i = r_acc + r_format + 1[correct_i] * alpha * max(0, eta - tau)`` with
-   ``eta = a_student / a_teacher``; a_teacher comes from the ``TeacherCallback``;
+   ``eta = a_student / a_teacher``; a_teacher comes from the ``TeacherCallback``, asked
+   about video rows only: image rows get no retention reward (the paper's "image data does
+   not participate in the compression reward"), counted in ``train/image_rows``;
 3. normalise the rewards inside each group into advantages; compute the frozen reference
    policy's log-probs once;
 4. make ``num_iterations`` optimisation passes on that rollout (manual optimisation): each
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from marc.compression import MemoryAwareMerge, TokenCompressor
+from marc.data.collate import select_rows
 from marc.models.vlm import VideoVLM
 from marc.modules.out_of_memory import names_memory_settings
 from marc.modules.vlm_stage import VideoVLMStage
@@ -55,6 +59,7 @@ from marc.rl.rewards import (
     retention_ratio,
 )
 from marc.rl.rollout import Rollout, repeat_per_generation, sample_groups
+from marc.rl.video_r1 import video_r1_score
 
 
 @dataclass
@@ -66,8 +71,9 @@ class _Sampled:
     prompts: list[str]
     videos: list
     rollout: Rollout
-    a_teacher: list[float] | None
+    a_teacher: list[float | None] | None  # None for an image row
     correct: list[list[bool]]
+    scores: list[list[float]]  # each completion's Video-R1 accuracy
     rewards: torch.Tensor
     components: dict[str, torch.Tensor]
     advantages: torch.Tensor
@@ -200,7 +206,7 @@ class CGRPODistillation(VideoVLMStage):
 
         metrics = {f"train/{name}": torch.stack(values).mean() for name, values in stats.items()}
         s = sampled
-        a_student = [sum(group) / len(group) for group in s.correct]
+        a_student = [sum(group) / len(group) for group in s.scores]
         self._log_step(
             batch, s.rollout, s.videos, s.rewards, s.components, a_student, s.a_teacher, metrics
         )
@@ -227,12 +233,13 @@ class CGRPODistillation(VideoVLMStage):
         )
         a_teacher = self._teacher_accuracy(batch)
         correct = self._correctness(batch, rollout)
-        rewards, components = self._score(batch, rollout, correct, a_teacher)
+        scores = self._scores(batch, rollout)
+        rewards, components = self._score(batch, rollout, correct, scores, a_teacher)
         advantages = group_advantages(rewards, scale_std=hp.scale_rewards).flatten()
         advantages = advantages.to(rollout.mask.device)  # rewards are computed on the CPU
         ref_logprobs = self._reference_logprobs(frames, segments, prompts, rollout)
         return _Sampled(
-            frames, segments, prompts, videos, rollout, a_teacher, correct, rewards,
+            frames, segments, prompts, videos, rollout, a_teacher, correct, scores, rewards,
             components, advantages, ref_logprobs,
         )  # fmt: skip
 
@@ -285,11 +292,31 @@ class CGRPODistillation(VideoVLMStage):
         if scheduler is not None:
             scheduler.step()
 
-    def _teacher_accuracy(self, batch: dict) -> list[float] | None:
-        """a_teacher per question from the TeacherCallback (None without one)."""
+    def _teacher_accuracy(self, batch: dict) -> list[float | None] | None:
+        """a_teacher per question from the TeacherCallback (None without one), for video
+        rows only: an image row's entry is None (it gets no retention reward)."""
         if self.teacher_source is None:
             return None
-        return [float(a) for a in self.teacher_source.accuracy(batch).tolist()]
+        types = batch.get("data_type") or ["video"] * batch["batch_size"]
+        videos = [i for i, kind in enumerate(types) if kind != "image"]
+        values: list[float | None] = [None] * batch["batch_size"]
+        if videos:
+            accuracy = self.teacher_source.accuracy(select_rows(batch, videos)).tolist()
+            for i, value in zip(videos, accuracy):
+                values[i] = float(value)
+        return values
+
+    def _scores(self, batch: dict, rollout: Rollout) -> list[list[float]]:
+        """Video-R1's accuracy reward of each completion, per question: scored once."""
+        return [
+            [
+                video_r1_score(
+                    text, batch["solution"][i], batch["problem_type"][i], batch["options"][i]
+                )
+                for text in rollout.group_texts(i)
+            ]
+            for i in range(rollout.num_prompts)
+        ]
 
     def _correctness(self, batch: dict, rollout: Rollout) -> list[list[bool]]:
         """Whether each completion is correct, per question: the one scoring of the step."""
@@ -312,10 +339,12 @@ class CGRPODistillation(VideoVLMStage):
         batch: dict,
         rollout: Rollout,
         correct: list[list[bool]],
-        a_teacher: list[float] | None,
+        scores: list[list[float]],
+        a_teacher: list[float | None] | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Rewards ``[B, G]`` and each weighted component ``[B, G]``."""
         totals, components = [], defaultdict(list)
+        types = batch.get("data_type") or ["video"] * rollout.num_prompts
         for i in range(rollout.num_prompts):
             context = RewardContext(
                 problem_type=batch["problem_type"][i],
@@ -324,6 +353,8 @@ class CGRPODistillation(VideoVLMStage):
                 options=batch["options"][i],
                 correct=correct[i],
                 tolerance=DEFAULT_TOLERANCE,
+                scores=scores[i],
+                data_type=types[i],
             )
             texts = rollout.group_texts(i)
             total, parts = self.reward_fn(texts, [batch["solution"][i]] * len(texts), context)
@@ -374,10 +405,14 @@ class CGRPODistillation(VideoVLMStage):
         for name, component in components.items():
             values[f"train/reward_{name}"] = component.mean()
         values["train/a_student"] = sum(a_student) / size
-        if a_teacher is not None:
-            values["train/a_teacher"] = sum(a_teacher) / size
-            eta = [retention_ratio(s, t) for s, t in zip(a_student, a_teacher)]
-            values["train/eta"] = sum(eta) / size
+        types = batch.get("data_type") or ["video"] * size
+        # Image rows train like the others but get no retention reward (no a_teacher).
+        values["train/image_rows"] = float(sum(kind == "image" for kind in types))
+        pairs = [(s, t) for s, t in zip(a_student, a_teacher or []) if t is not None]
+        if pairs:
+            values["train/a_teacher"] = sum(t for _, t in pairs) / len(pairs)
+            eta = [retention_ratio(s, t) for s, t in pairs]
+            values["train/eta"] = sum(eta) / len(pairs)
         values["train/zero_advantage_fraction"] = zero_advantage_fraction(rewards)
         values["train/completion_length"] = rollout.lengths.float().mean()
         values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}

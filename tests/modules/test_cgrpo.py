@@ -312,3 +312,36 @@ def test_bad_arguments(export_dir):
         cgrpo(export_dir, num_iterations=0)
     with pytest.raises(ValueError, match="loss_type"):
         cgrpo(export_dir, loss_type="sum")
+
+
+class RecordingTeacher:
+    """a_teacher 1.0 for every question it is asked about; remembers which ones."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def accuracy(self, batch):
+        self.asked += batch["data_type"]
+        return torch.ones(batch["batch_size"])
+
+
+def test_image_rows_train_without_a_teacher_or_retention_reward(
+    export_dir, video_r1_dataset, tmp_path
+):
+    L.seed_everything(0)
+    module = cgrpo(export_dir, num_generations=2)
+    module.teacher_source = teacher = RecordingTeacher()
+    annotations = str(video_r1_dataset / "Video-R1-test.json")
+    data = VideoQADataModule(
+        data_root=str(video_r1_dataset), train_file=annotations, frame_size=56, max_frames=8,
+        batch_size=6,
+    )  # fmt: skip
+    fit = trainer(tmp_path, max_steps=1)
+    fit.fit(module, data)
+    assert teacher.asked == ["video"] * 4  # the two image rows were never sent to it
+    assert float(fit.callback_metrics["train/image_rows"]) == 2.0
+    rows = {row["problem_id"]: row for row in module.last_rollout}
+    for problem_id in ("3", "6"):  # the image rows
+        assert rows[problem_id]["a_teacher"] is None
+        assert all(c["components"]["retention"] == 0.0 for c in rows[problem_id]["completions"])
+    assert rows["1"]["a_teacher"] == 1.0
