@@ -241,3 +241,247 @@ def tiny_siglip_dir(tmp_path_factory):
 def dual_encoder_writer():
     """``write_tiny_dual_encoder`` for tests that need other layouts or broken towers."""
     return write_tiny_dual_encoder
+
+
+# Qwen2.5-VL's chat template, verbatim from the hub's chat_template.json.
+QWEN_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture "
+    "{{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# Qwen2's added tokens in their hub order (the first 14 special), after the BPE vocabulary.
+QWEN_ADDED_TOKENS = [
+    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
+    ("<|object_ref_start|>", True), ("<|object_ref_end|>", True), ("<|box_start|>", True),
+    ("<|box_end|>", True), ("<|quad_start|>", True), ("<|quad_end|>", True),
+    ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
+    ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False),
+    ("</tool_call>", False), ("<|fim_prefix|>", False), ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False), ("<|fim_pad|>", False), ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
+]  # fmt: skip
+QWEN_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def _qwen_bpe_files(folder, corpus: list[str]) -> dict:
+    """A byte-level BPE trained here with Qwen2's pipeline, written as the hub's tokenizer
+    files (tokenizer.json, vocab.json, merges.txt); returns the added tokens' ids."""
+    import json
+
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])  # fmt: skip
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    vocab = model["vocab"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    # The hub's vocab.json and merges.txt beside tokenizer.json.
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    bpe.add_tokens([AddedToken(t, special=s, normalized=False) for t, s in QWEN_ADDED_TOKENS])
+    bpe.save(str(folder / "tokenizer.json"))
+    return {token: bpe.token_to_id(token) for token, _ in QWEN_ADDED_TOKENS}
+
+
+def write_qwen_checkpoint(folder, video_preprocessor: bool = False, seed: int = 0):
+    """A small Qwen2.5-VL folder laid out as the hub's Qwen/Qwen2.5-VL-3B-Instruct.
+
+    Files: config.json (the hub's 4.4x-era flat form), two safetensors shards in the hub's
+    key layout (``model.layers.*``, ``visual.*``; no lm_head, tied) with
+    model.safetensors.index.json, a byte-level BPE tokenizer trained here (tokenizer.json,
+    vocab.json, merges.txt) with Qwen's 22 added tokens after it, tokenizer_config.json
+    (Qwen2Tokenizer, its special tokens and chat template), chat_template.json,
+    preprocessor_config.json and generation_config.json. The hub's 3B has no
+    video_preprocessor_config.json; ``video_preprocessor`` writes one too, as checkpoints
+    saved by newer transformers have.
+    """
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from marc.models.tiny import tiny_qwen2_5_vl_config
+    from marc.vocabulary import vocabulary
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = " ".join(vocabulary())
+    corpus = [row["problem"] + " " + " ".join(row["options"]) for row in _video_r1_rows()]
+    corpus += [words, "<think> reasoning </think> <answer> B </answer> 0123456789 . , %"] * 3
+    ids = _qwen_bpe_files(folder, corpus)
+    vocab_size = -(-(max(ids.values()) + 1) // 64) * 64  # padded like the hub's 151936
+    tiny = tiny_qwen2_5_vl_config(
+        vocab_size,
+        video_token_id=ids["<|video_pad|>"],
+        image_token_id=ids["<|image_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        initializer_range=0.2,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(tiny)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key == "lm_head.weight":
+            continue  # tied to the embeddings: the hub's files have no lm_head
+        key = key.replace("model.language_model.", "model.").replace("model.visual.", "visual.")
+        state[key] = value.to(torch.bfloat16).contiguous()
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}  # fmt: skip
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, folder / name, metadata={"format": "pt"})
+    index = {
+        "metadata": {"total_size": sum(v.numel() * v.element_size() for v in state.values())},
+        "weight_map": {k: name for name, part in shards.items() for k in part},
+    }
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    text, vision = tiny.text_config, tiny.vision_config
+    config = {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_token_id": ids["<|vision_pad|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "hidden_act": "silu",
+        "hidden_size": text.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": text.intermediate_size,
+        "max_position_embeddings": text.max_position_embeddings,
+        "max_window_layers": 70,
+        "model_type": "qwen2_5_vl",
+        "num_attention_heads": text.num_attention_heads,
+        "num_hidden_layers": text.num_hidden_layers,
+        "num_key_value_heads": text.num_key_value_heads,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "sliding_window": 32768,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.41.2",
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vision_config": {
+            "depth": vision.depth,
+            "hidden_act": "silu",
+            "hidden_size": vision.hidden_size,
+            "intermediate_size": vision.intermediate_size,
+            "num_heads": vision.num_heads,
+            "in_chans": 3,
+            "out_hidden_size": vision.out_hidden_size,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "spatial_patch_size": 14,
+            "window_size": 112,
+            "fullatt_block_indexes": list(vision.fullatt_block_indexes),
+            "tokens_per_second": 2,
+            "temporal_patch_size": 2,
+        },
+        "rope_scaling": {
+            "type": "mrope",
+            "mrope_section": list(text.rope_parameters["mrope_section"]),
+        },
+        "vocab_size": vocab_size,
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    generation = {
+        "bos_token_id": ids["<|endoftext|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "do_sample": True,
+        "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
+        "repetition_penalty": 1.05,
+        "temperature": 1e-06,
+        "transformers_version": "4.49.0",
+    }
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))
+    decoder = {
+        str(ids[token]): {"content": token, "lstrip": False, "normalized": False,
+                          "rstrip": False, "single_word": False, "special": special}
+        for token, special in QWEN_ADDED_TOKENS
+    }  # fmt: skip
+    tokenizer_config = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": decoder,
+        "additional_special_tokens": [t for t, s in QWEN_ADDED_TOKENS[1:14]],
+        "bos_token": None,
+        "chat_template": QWEN_CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": 131072,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
+    processor = {
+        "min_pixels": 3136,
+        "max_pixels": 12845056,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    if video_preprocessor:
+        video = {**processor, "video_processor_type": "Qwen2VLVideoProcessor"}
+        video.pop("image_processor_type")
+        (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint_dir(tmp_path_factory):
+    """A small Qwen2.5-VL checkpoint in the hub's Qwen2.5-VL-3B-Instruct layout."""
+    return write_qwen_checkpoint(tmp_path_factory.mktemp("qwen") / "Qwen2.5-VL-3B-Instruct")
+
+
+@pytest.fixture(scope="session")
+def qwen_checkpoint_writer():
+    """``write_qwen_checkpoint``, for variants (another seed, a video preprocessor config)."""
+    return write_qwen_checkpoint

@@ -51,6 +51,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from marc.compression.base import Budget, CompressedVideo, Grid, TokenCompressor
 from marc.io import read_lock
+from marc.models.checkpoint import check_checkpoint_folder, check_vision_tokens
 from marc.models.folder import (
     SETTINGS_FILE,
     ModelFolderError,
@@ -159,6 +160,9 @@ class VideoVLM(nn.Module):
         }
         # Generated text must never hold vision placeholders: the model would try to fill them.
         banned = vision_ids | ({self.pad_token_id} - set(self.eos_token_ids))
+        # The embedding is padded past the tokenizer (the 3B: 151,936 rows, 151,665 tokens):
+        # those rows are no token at all.
+        banned |= set(range(len(tokenizer), self.vocab_size))
         self.banned_token_ids: list[int] = sorted(i for i in banned if i < self.vocab_size)
         video_processor = getattr(processor, "video_processor", None)
         self.image_mean = tuple(getattr(video_processor, "image_mean", None) or OPENAI_CLIP_MEAN)
@@ -199,13 +203,18 @@ class VideoVLM(nn.Module):
     ) -> VideoVLM:
         """Load weights, tokenizer and (if saved) processor from a local folder, offline.
 
-        A missing or corrupt file raises :class:`~marc.models.folder.ModelFolderError`
-        naming it (a missing folder: FileNotFoundError). The folder's read lock is held
-        throughout, so an export swapped in by another process is read whole.
+        The folder may be laid out as the hub's ``Qwen/Qwen2.5-VL-3B-Instruct`` or as
+        :meth:`save_pretrained` writes it. A missing or corrupt file raises
+        :class:`~marc.models.folder.ModelFolderError` naming it (a missing folder:
+        FileNotFoundError); a folder that is not Qwen2.5-VL, has no usable tokenizer or whose
+        tokenizer lacks the vision tokens its subclass ``CheckpointError``, naming the folder
+        and the piece. The folder's read lock is held throughout, so an export swapped in by
+        another process is read whole.
         """
         path = Path(path)
         with read_lock(path):
             check_model_folder(path)
+            check_checkpoint_folder(path)
             settings = read_settings(path)
             try:
                 model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
@@ -220,6 +229,7 @@ class VideoVLM(nn.Module):
                     f"cannot load the saved model {path} ({type(error).__name__}: {error})"
                 ) from error
             check_loading_info(path, info)
+            check_vision_tokens(path, tokenizer, model.config)
         return cls(model, tokenizer, processor=processor, **{**settings, **kwargs})
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -323,8 +333,34 @@ class VideoVLM(nn.Module):
         return spans
 
     # ------------------------------------------------------------------------------ prompts
+    @property
+    def chat_template(self) -> str | None:
+        """The checkpoint's own chat template (its tokenizer's, else its processor's), if any."""
+        return getattr(self.tokenizer, "chat_template", None) or getattr(
+            self.processor, "chat_template", None
+        )
+
     def build_prompt(self, question: str) -> str:
-        """Chat prompt with one video placeholder (expanded per video in ``prepare_inputs``)."""
+        """Chat prompt with one video placeholder (expanded per video in ``prepare_inputs``).
+
+        With the checkpoint's own chat template (a real Qwen2.5-VL's), the system prompt and
+        a user turn of the video then the question, rendered by that template, which writes
+        the vision tokens; without one (the tiny word tokenizer) Qwen's layout written out.
+        """
+        if self.chat_template:
+            messages = [
+                {"role": "system", "content": self.system_prompt},
+                {
+                    "role": "user",
+                    "content": [{"type": "video"}, {"type": "text", "text": question}],
+                },
+            ]
+            return self.tokenizer.apply_chat_template(
+                messages,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
         return (
             f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"
             f"<|im_start|>user\n<|vision_start|>{self.video_token}<|vision_end|>"
