@@ -57,6 +57,7 @@ REAL_CUTS = [
     1108, 1178, 1201, 1279, 1340, 1389, 1427, 1485,
 ]  # fmt: skip
 DISSOLVE, FADE = 12, 8
+SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 
 
 def wheel_video() -> Path:
@@ -128,7 +129,24 @@ def measure(segmenter: Segmenter, path: Path, cuts: list[int]) -> dict:
     else:
         spans = segmenter.segment(frames)
     seconds = time.perf_counter() - start
-    truth = spans_from_boundaries(cuts, len(frames))
+    result = {
+        **_scores(spans, cuts, len(frames)),
+        "frames_per_second": round(len(frames) / seconds, 1),
+    }
+    # The same prediction at other thresholds (the default is 0.5 for both).
+    if isinstance(segmenter, TransNetV2Segmenter):
+        scores = segmenter.last_probabilities
+    else:
+        scores = segmenter.change_scores(frames)
+    sweep = {t: segmenter.spans_from_scores(scores, len(frames), t) for t in SWEEP}
+    result["f1_by_threshold"] = {
+        str(t): _scores(s, cuts, len(frames))["boundary_f1"] for t, s in sweep.items()
+    }
+    return result
+
+
+def _scores(spans, cuts: list[int], total: int) -> dict:
+    truth = spans_from_boundaries(cuts, total)
     predicted = [s for s, _ in spans[1:]]
     matched = _matches(predicted, cuts)
     return {
@@ -137,11 +155,11 @@ def measure(segmenter: Segmenter, path: Path, cuts: list[int]) -> dict:
         "recall": round(matched / len(cuts), 3) if cuts else 1.0,
         "predicted": len(predicted),
         "true": len(cuts),
-        "frames_per_second": round(len(frames) / seconds, 1),
     }
 
 
 def _matches(predicted: list[int], true: list[int]) -> int:
+    """Predicted boundaries matched one-to-one to true ones within the tolerance."""
     pairs = sorted((abs(p - t), p, t) for p in predicted for t in true if abs(p - t) <= TOLERANCE)
     used_p, used_t = set(), set()
     for _, p, t in pairs:

@@ -180,8 +180,14 @@ class ContentChangeSegmenter(Segmenter):
     def segment(self, frames: torch.Tensor) -> list[Span]:
         """Event spans split at the accepted content changes."""
         total = _check_frames(frames)
-        scores = self.change_scores(frames)
-        candidates = [t for t in range(1, total) if scores[t] > self.threshold]
+        return self.spans_from_scores(self.change_scores(frames), total)
+
+    def spans_from_scores(
+        self, scores: torch.Tensor, total: int, threshold: float | None = None
+    ) -> list[Span]:
+        """Spans from change scores at ``threshold`` (default: the segmenter's own)."""
+        threshold = self.threshold if threshold is None else threshold
+        candidates = [t for t in range(1, total) if scores[t] > threshold]
         candidates.sort(key=lambda t: (-scores[t].item(), t))
         accepted: list[int] = []
         for t in candidates:
@@ -260,6 +266,16 @@ class TransNetV2Segmenter(Segmenter):
         self.min_event_frames = min_event_frames
         self.device = device
         self._model = None
+        self.last_probabilities: torch.Tensor | None = None
+
+    def spans_from_scores(
+        self, probabilities: torch.Tensor, total: int, threshold: float | None = None
+    ) -> list[Span]:
+        """Spans of a ``total``-frame video from its transition probabilities at
+        ``threshold`` (default: the segmenter's own; a sweep reuses one prediction)."""
+        threshold = self.threshold if threshold is None else threshold
+        cuts = boundaries_from_predictions(probabilities, threshold)
+        return self._accept({c: float(probabilities[c - 1]) for c in cuts}, total)
 
     @property
     def model(self):
@@ -289,8 +305,8 @@ class TransNetV2Segmenter(Segmenter):
         )
         small = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         probabilities = self.predict(small)
-        cuts = boundaries_from_predictions(probabilities, self.threshold)
-        return self._accept({c: float(probabilities[c - 1]) for c in cuts}, total)
+        self.last_probabilities = probabilities  # per frame, for inspection
+        return self.spans_from_scores(probabilities, total)
 
     def segment_source(self, frames: torch.Tensor, source: VideoSource | None) -> list[Span]:
         """Spans of ``frames`` at the shots found in ``source``'s file at its own frame rate."""
@@ -303,6 +319,7 @@ class TransNetV2Segmenter(Segmenter):
         height, width = TRANSNET_SIZE
         decoded = decode_rgb(source.path, width=width, height=height)
         probabilities = self.predict(torch.from_numpy(decoded.frames))
+        self.last_probabilities = probabilities  # per source frame, for inspection
         # The first given frame at or after each shot's first source frame starts its event.
         strength = {}
         for cut in boundaries_from_predictions(probabilities, self.threshold):
@@ -323,13 +340,15 @@ class TransNetV2Segmenter(Segmenter):
 
     def __getstate__(self) -> dict:
         # Dataloader workers rebuild the network rather than pickling 30 MB of weights.
-        return {**self.__dict__, "_model": None}
+        return {**self.__dict__, "_model": None, "last_probabilities": None}
 
 
 def build_transnetv2(device: str = "cpu"):
     """The pretrained TransNet V2 network in eval mode, without its global side effects."""
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        # Never CUDA inside a DataLoader worker: a forked worker cannot initialise it.
+        in_worker = torch.utils.data.get_worker_info() is not None
+        device = "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
     # Its import sets an environment variable and a warning filter: import it inside too.
     with contained_global_state():
         try:
