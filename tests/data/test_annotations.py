@@ -121,7 +121,7 @@ def test_json_array_errors_carry_the_line_of_the_row(tmp_path):
         "path-leaves-root",
         "absolute-path-outside",
         "no-path",
-        "image-row",
+        "unknown-data-type",
     ],  # fmt: skip
 )
 def test_bad_field_is_named_with_file_and_line(tmp_path, change, message):
