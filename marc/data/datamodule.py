@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from marc.data.annotations import read_annotations
 from marc.data.collate import collate_video_qa
 from marc.data.dataset import BadSamplePolicy, VideoQADataset
+from marc.data.samplers import EpochShuffleSampler, ResumableDataLoader, UnpaddedShardSampler
 from marc.data.synthetic import GeneratorConfig, generate_dataset, is_generated
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,13 @@ class VideoQADataModule(L.LightningDataModule):
         retriever_k: clips retrieved per question (None keeps the saved retriever's k).
         retriever: an already built ``VisualMemoryRetriever`` (from Python), instead of
             ``retriever_dir``.
+        shuffle_seed: seed of the training order (None: the run's ``seed_everything``
+            value).
+
+    Loaders are sharded over the trainer's processes by the data module itself
+    (``marc.data.samplers``): the training order depends on ``(shuffle_seed, epoch)`` only and its
+    position is saved in checkpoints, so a resumed run draws the batches the uninterrupted
+    one would; evaluation shards never repeat a question.
     """
 
     def __init__(
@@ -85,6 +95,7 @@ class VideoQADataModule(L.LightningDataModule):
         retriever_dir: str | None = None,
         retriever_k: int | None = None,
         retriever: Any = None,
+        shuffle_seed: int | None = None,
     ):
         super().__init__()
         # The generator options stay out of hparams: checkpoints hold plain values only.
@@ -115,6 +126,20 @@ class VideoQADataModule(L.LightningDataModule):
     def frame_size(self) -> int | None:
         """The short side frames are decoded at (None: their stored size, rounded to 28 px)."""
         return self.hparams.frame_size
+
+    @property
+    def shuffle_seed(self) -> int:
+        """Seed of the training order: ``shuffle_seed``, else the run's global seed (or 0)."""
+        if self.hparams.shuffle_seed is not None:
+            return self.hparams.shuffle_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _processes(self) -> tuple[int, int]:
+        """(number of processes, this one's global rank) of the attached trainer."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
 
     def prepare_data(self) -> None:
         """Generate the embedded default dataset when the root has none (rank 0 only)."""
@@ -175,29 +200,39 @@ class VideoQADataModule(L.LightningDataModule):
             if self.files[split].exists() or split not in optional:
                 self.dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         hp = self.hparams
-        batch_size = hp.batch_size if split == "train" else (hp.eval_batch_size or hp.batch_size)
+        dataset = self.dataset(split)
+        num_replicas, rank = self._processes()
+        common = {
+            "num_workers": hp.num_workers,
+            "collate_fn": collate_video_qa,
+            "persistent_workers": hp.num_workers > 0,
+        }
+        if split == "train":
+            sampler = EpochShuffleSampler(
+                dataset, num_replicas, rank, shuffle=True, seed=self.shuffle_seed
+            )
+            return ResumableDataLoader(dataset, sampler=sampler, batch_size=hp.batch_size, **common)
+        sampler = UnpaddedShardSampler(dataset, num_replicas, rank)
+        batch_size = hp.eval_batch_size or hp.batch_size
+        # A generator of its own leaves the global one alone (see ResumableDataLoader).
+        generator = torch.Generator()
         return DataLoader(
-            self.dataset(split),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=hp.num_workers,
-            collate_fn=collate_video_qa,
-            persistent_workers=hp.num_workers > 0,
+            dataset, sampler=sampler, batch_size=batch_size, generator=generator, **common
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Count skipped samples in the main process (workers cannot share counters)."""
