@@ -18,7 +18,9 @@
   skipped raises :class:`NoSamplesError`, so the stage fails and never exports, and so does
   a validation or test epoch that scored no question (:meth:`StageModule.log_scored`);
 - :meth:`StageModule.memory_settings`: the settings an out-of-memory error names
-  (``marc.modules.out_of_memory``).
+  (``marc.modules.out_of_memory``);
+- checkpoints hold the random-number generator states of every process
+  (``marc.modules.rng_states``), which each process takes back when a run resumes.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from marc.modules.nonfinite import NonFiniteLosses
 from marc.modules.out_of_memory import is_out_of_memory, with_hint
+from marc.modules.rng_states import every_rank_rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
+
+RNG_STATES_KEY = "marc_rng_states"
 
 
 class NoSamplesError(RuntimeError):
@@ -213,3 +218,16 @@ class StageModule(L.LightningModule):
             return [("data.batch_size", data.get("batch_size", "?"))]
         size = data.get("eval_batch_size") or f"unset, so data.batch_size {data.get('batch_size')}"
         return [("data.eval_batch_size", size)]
+
+    # ------------------------------------------------------------------------ resuming
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Every process calls this while a checkpoint is made, so the gather is safe.
+        checkpoint[RNG_STATES_KEY] = every_rank_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get(RNG_STATES_KEY)
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if states and resuming:  # not when a checkpoint is only loaded for its weights
+            # Resumed on more processes than saved them: the extra ones take rank 0's.
+            rank = self.global_rank if self.global_rank < len(states) else 0
+            set_rng_states(states[rank])
