@@ -11,13 +11,17 @@ It answers two questions for a student stage (it sets ``pl_module.teacher_source
   completions, laid out like the student's ``completion_logprobs(..., return_logits=True)``
   (used by ``CompressorWarmup``'s distillation term).
 
-Cache layout: ``cache_dir/<fingerprint>/rank<r>.json``, one file per process, each written
-atomically (temporary file, then ``os.replace``) after every batch that computed something
-new. The fingerprint covers the teacher's files (names, sizes, modification times, the
-first MiB of each) and every sampling setting, so a retrained teacher or different settings
-never read stale values. On setup every ``rank*.json`` of the fingerprint is merged, so a
-run with any number of processes reuses what any earlier run computed. An entry also holds a
-hash of its question (text, solution, video shape) and counts as a miss when that differs.
+Cache layout: ``cache_dir/<fingerprint>/entries.json``, written by global rank 0 alone
+(temporary file, then ``os.replace``). Under several processes every rank computes the
+values of its own batches; after each training batch the new entries of all ranks are
+gathered, every rank adds them to its lookups and rank 0 writes the file, so each value is
+computed once and read by all. The fingerprint covers the teacher's files (names, sizes,
+modification times, the first MiB of each) and every sampling setting, so a retrained
+teacher or different settings never read stale values. An entry also holds a hash of its
+question (text, solution, video shape) and counts as a miss when that differs. The entries
+and the hit and miss counts are also part of the callback's checkpoint state, so a resumed
+run finds what the interrupted one knew at its checkpoint. (Caches of earlier versions,
+one ``rank<r>.json`` per process, are still read.)
 A cache file that is not valid JSON, or an entry without an a_teacher in [0, 1], raises
 :class:`TeacherCacheError` naming the file (deleting it recomputes its values).
 """
@@ -34,6 +38,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 from marc.compression import Budget, CompressedVideo, Identity
@@ -45,6 +50,7 @@ from marc.rl.video_r1 import video_r1_score
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+CACHE_FILE = "entries.json"
 _PREFIX_BYTES = 1 << 20
 
 
@@ -88,19 +94,20 @@ class TeacherCallback(Callback):
         self.teacher: VideoVLM | None = None
         self.fingerprint: str | None = None
         self.rank = 0
+        self.world_size = 1
         self.hits = 0
         self.misses = 0
         self._cache: dict[str, dict[str, Any]] = {}  # every rank's entries (lookups)
-        self._own: dict[str, dict[str, Any]] = {}  # this rank's entries (what it writes)
+        self._new: dict[str, dict[str, Any]] = {}  # computed here, not yet shared or written
         self._module: L.LightningModule | None = None
         self._compressor = Identity()
 
     # ---------------------------------------------------------------------------- setup
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Load the frozen teacher and the cache; become ``pl_module.teacher_source``."""
-        self.attach(pl_module, rank=trainer.global_rank)
+        self.attach(pl_module, rank=trainer.global_rank, world_size=trainer.world_size)
 
-    def attach(self, pl_module: L.LightningModule, rank: int = 0) -> None:
+    def attach(self, pl_module: L.LightningModule, rank: int = 0, world_size: int = 1) -> None:
         """What ``setup`` does, for use without a Trainer."""
         # One read lock over the weights and their fingerprint: a teacher exported by another
         # process meanwhile cannot have its values cached under the old one's fingerprint.
@@ -108,7 +115,7 @@ class TeacherCallback(Callback):
             if self.teacher is None:
                 self.teacher = load_frozen_teacher(self.path, self.torch_dtype)
             self.fingerprint = teacher_fingerprint(self.path, self.settings())
-        self.rank = rank
+        self.rank, self.world_size = rank, world_size
         self._module = pl_module
         self._load_cache()
         pl_module.teacher_source = self
@@ -174,8 +181,9 @@ class TeacherCallback(Callback):
                     "question_hash": keys[i],
                 }
                 self._cache[batch["problem_id"][i]] = entry
-                self._own[batch["problem_id"][i]] = entry
-            self._save_cache()
+                self._new[batch["problem_id"][i]] = entry
+            if self.world_size == 1:
+                self._share_new_entries()
         values = [self._cache[problem_id]["a_teacher"] for problem_id in batch["problem_id"]]
         return torch.tensor(values, dtype=torch.float32, device=teacher.device)
 
@@ -191,14 +199,51 @@ class TeacherCallback(Callback):
             videos, batch["prompt"], completions, return_logits=True
         ).logits
 
-    # -------------------------------------------------------------------------- logging
+    # ------------------------------------------------------------ sharing and logging
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Every rank passes here once per batch: the one place to exchange new entries.
+        self._share_new_entries()
         if self.hits + self.misses:
             size = batch.get("batch_size") or 1
             pl_module.log("teacher/cache_hits", float(self.hits), batch_size=size)
             pl_module.log("teacher/cache_misses", float(self.misses), batch_size=size)
 
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._share_new_entries()  # values asked for outside training steps, if any
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._share_new_entries()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The entries known now and the hit and miss counts (part of every checkpoint)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "entries": dict(self._cache),
+            "hits": self.hits,
+            "misses": self.misses,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a checkpoint's entries (same teacher and settings only) and counts."""
+        self.hits, self.misses = state_dict.get("hits", 0), state_dict.get("misses", 0)
+        if state_dict.get("fingerprint") != self.fingerprint:
+            log.warning("the checkpoint's teacher cache is for another teacher or settings")
+            return
+        self._cache.update(state_dict.get("entries", {}))
+
     # -------------------------------------------------------------------------- helpers
+    def _share_new_entries(self) -> None:
+        """Give every rank the entries any rank computed since the last call; rank 0 saves."""
+        new = self._new
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            gathered: list[dict[str, dict[str, Any]] | None] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, new)
+            new = {k: v for part in gathered for k, v in (part or {}).items()}
+            self._cache.update(new)
+        self._new = {}
+        if new and self.rank == 0:
+            self._save_cache()
+
     def _teacher(self) -> VideoVLM:
         if self.teacher is None:
             raise RuntimeError("TeacherCallback is not set up: add it to trainer.callbacks")
@@ -229,24 +274,25 @@ class TeacherCallback(Callback):
         folder = self._cache_folder()
         if folder is None or not folder.is_dir():
             return
-        for file in sorted(folder.glob("rank*.json")):
-            entries = read_cache_file(file)
-            self._cache.update(entries)
-            if file.name == f"rank{self.rank}.json":
-                self._own.update(entries)
+        # rank*.json: one file per process, as earlier versions wrote it.
+        for file in [*sorted(folder.glob("rank*.json")), folder / CACHE_FILE]:
+            if file.is_file():
+                self._cache.update(read_cache_file(file))
         log.info("teacher cache %s: %d questions loaded", folder, len(self._cache))
 
     def _save_cache(self) -> None:
+        """Write every known entry (rank 0 only), keeping any another run wrote meanwhile."""
         folder = self._cache_folder()
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"rank{self.rank}.json"
+        target = folder / CACHE_FILE
+        entries = {**(read_cache_file(target) if target.is_file() else {}), **self._cache}
         content = {
             "version": CACHE_VERSION,
             "teacher": str(self.path),
             "settings": self.settings(),
-            "entries": self._own,
+            "entries": entries,
         }
         tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
@@ -258,7 +304,7 @@ class TeacherCacheError(ValueError):
 
 
 def read_cache_file(file: Path) -> dict[str, dict[str, Any]]:
-    """The entries of one ``rank<r>.json``, each checked; a bad file raises, naming it.
+    """The entries of one cache file, each checked; a bad file raises, naming it.
 
     A cache file is written atomically, so a bad one was damaged or written by another
     version: its values are not trusted, and deleting the file recomputes them.

@@ -106,7 +106,7 @@ def test_cache_is_hit_on_the_second_epoch_and_in_a_new_run(teacher_dir, data_roo
     trainer.fit(TeacherProbe(), datamodule(data_root))
     assert counts.per_epoch == [(0, 2), (2, 2)]  # misses in epoch 1, hits in epoch 2
     assert trainer.callback_metrics["teacher/cache_hits"] == 2
-    files = list((tmp_path / "cache").glob("*/rank0.json"))
+    files = list((tmp_path / "cache").glob("*/entries.json"))
     assert len(files) == 1
     entries = json.loads(files[0].read_text())["entries"]
     assert sorted(entries) == sorted(batch["problem_id"])
@@ -119,18 +119,53 @@ def test_cache_is_hit_on_the_second_epoch_and_in_a_new_run(teacher_dir, data_roo
     assert values.tolist() == expected
 
 
-def test_rank_files_are_merged_on_load(teacher_dir, batch, tmp_path):
+def test_only_rank_zero_writes_the_cache(teacher_dir, batch, tmp_path):
     other_rank = teacher_callback(teacher_dir, tmp_path)
     other_rank.attach(stub_module(), rank=1)
-    first = other_rank.accuracy(batch)
+    other_rank.accuracy(batch)
     assert (other_rank.hits, other_rank.misses) == (0, 2)
-    assert (tmp_path / other_rank.fingerprint / "rank1.json").is_file()
+    assert not (tmp_path / other_rank.fingerprint).exists()
 
     rank0 = teacher_callback(teacher_dir, tmp_path)
     rank0.attach(stub_module(), rank=0)
-    assert torch.equal(rank0.accuracy(batch), first)
-    assert (rank0.hits, rank0.misses) == (2, 0)
-    assert not (tmp_path / rank0.fingerprint / "rank0.json").exists()  # nothing new to write
+    first = rank0.accuracy(batch)
+    assert (tmp_path / rank0.fingerprint / "entries.json").is_file()
+    again = teacher_callback(teacher_dir, tmp_path)
+    again.attach(stub_module(), rank=1)
+    assert torch.equal(again.accuracy(batch), first)
+    assert (again.hits, again.misses) == (2, 0)
+
+
+def test_per_rank_files_of_earlier_versions_are_read(teacher_dir, batch, tmp_path):
+    writer = teacher_callback(teacher_dir, tmp_path)
+    writer.attach(stub_module())
+    first = writer.accuracy(batch)
+    folder = tmp_path / writer.fingerprint
+    (folder / "entries.json").rename(folder / "rank1.json")
+    reader = teacher_callback(teacher_dir, tmp_path)
+    reader.attach(stub_module())
+    assert torch.equal(reader.accuracy(batch), first)
+    assert (reader.hits, reader.misses) == (2, 0)
+
+
+def test_the_checkpoint_state_restores_entries_and_counts(teacher_dir, batch, tmp_path):
+    first = teacher_callback(teacher_dir, None)
+    first.attach(stub_module())
+    values = first.accuracy(batch)
+    state = first.state_dict()
+    assert sorted(state["entries"]) == sorted(batch["problem_id"]) and state["misses"] == 2
+
+    resumed = teacher_callback(teacher_dir, None)  # no cache on disk: only the checkpoint
+    resumed.attach(stub_module())
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.accuracy(batch), values)
+    assert (resumed.hits, resumed.misses) == (2, 2)
+
+    other = teacher_callback(teacher_dir, None, top_p=0.9)
+    other.attach(stub_module())
+    other.load_state_dict(state)  # another fingerprint: the counts only
+    other.accuracy(batch)
+    assert other.misses == 4
 
 
 def test_changed_question_or_settings_is_a_miss(teacher_dir, batch, tmp_path):
@@ -189,16 +224,16 @@ def test_missing_teacher_folder(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{oops", "rank0.json: not valid JSON"),
-        ('{"entries": []}', "rank0.json: expected an object with 'entries'"),
-        ('{"version": 0, "entries": {}}', "rank0.json: field 'version' is 0"),
+        ("{oops", "entries.json: not valid JSON"),
+        ('{"entries": []}', "entries.json: expected an object with 'entries'"),
+        ('{"version": 0, "entries": {}}', "entries.json: field 'version' is 0"),
         (
             '{"version": 1, "entries": {"q": {"a_teacher": 2.0, "question_hash": "x"}}}',
-            "rank0.json: entry 'q' has no a_teacher in \\[0, 1\\]",
+            "entries.json: entry 'q' has no a_teacher in \\[0, 1\\]",
         ),
         (
             '{"version": 1, "entries": {"q": {"a_teacher": 0.5}}}',
-            "rank0.json: entry 'q' has no question_hash",
+            "entries.json: entry 'q' has no question_hash",
         ),
     ],
     ids=["not-json", "no-entries", "old-version", "a-teacher-out-of-range", "no-hash"],
@@ -207,6 +242,6 @@ def test_a_damaged_cache_file_names_the_file(teacher_dir, tmp_path, content, mes
     teacher = teacher_callback(teacher_dir, tmp_path)
     folder = tmp_path / teacher_fingerprint(teacher_dir, teacher.settings())
     folder.mkdir()
-    (folder / "rank0.json").write_text(content)
+    (folder / "entries.json").write_text(content)
     with pytest.raises(TeacherCacheError, match=f"{message}.*delete it to recompute"):
         teacher.attach(stub_module())
