@@ -214,7 +214,10 @@ class RetrieverPretraining(StageModule):
             if known.any():
                 hits = offset_logits.argmax(-1)[known] == labels[known]
                 self.val_offset_acc.update(hits.float())
-        offset = batch_idx * 10_000  # question indexes unique across batches
+        # Question indexes unique across batches and processes: the metrics group the
+        # candidates of one question by index when they are reduced over processes.
+        world, rank = (self.trainer.world_size, self.global_rank) if self._trainer else (1, 0)
+        offset = (batch_idx * world + rank) * 10_000
         for row, (video_id, spans, targets) in enumerate(
             zip(batch["video_id"], batch["event_spans"], batch["target_events"])
         ):

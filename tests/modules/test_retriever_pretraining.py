@@ -1,5 +1,7 @@
 """RetrieverPretraining: overfits a batch, logs retrieval metrics, exports a usable retriever."""
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -206,3 +208,18 @@ def test_a_batch_without_event_spans_names_its_videos(data):
     with pytest.raises(ValueError, match="event spans") as error:
         module.contrastive_loss(no_events)
     assert batch["video_id"][0] in str(error.value)
+
+
+def test_question_indexes_differ_across_processes(data):
+    """Reduced over processes, the metrics group candidates by index: two processes' first
+    batches must not share indexes, or their questions would merge into one."""
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    indexes = []
+    for rank in (0, 1):
+        module = _module()
+        module._trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        with torch.no_grad():
+            module.validation_step(batch, 0)
+        indexes.append(set(torch.cat(module.val_metrics["mrr"].indexes).tolist()))
+    assert indexes[0] and indexes[1] and not indexes[0] & indexes[1]
