@@ -1,7 +1,9 @@
 """MemoryIndexCallback: after retriever training, index the dataset's videos and save it all.
 
 At the end of ``fit`` (and on demand through :meth:`MemoryIndexCallback.build`) the trained
-encoders segment and embed every video of the data module's splits into a ``VideoMemory``;
+encoders segment and embed every video of the data module's splits into a ``VideoMemory``,
+on global rank 0 alone (every video, not a shard) while the other processes wait at a
+barrier (under the strategy's timeout: ``DDPStrategy(timeout=...)`` for a large dataset);
 the encoders, segmenter and memory are saved together (atomically) so later stages load
 them with ``VisualMemoryRetriever.from_pretrained`` / ``data.retriever_dir``.
 """
@@ -61,7 +63,10 @@ class MemoryIndexCallback(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.datamodule is not None:
+            # Rank 0 indexes every video and writes the memory; the others wait for it, so
+            # when fit returns on any rank the memory is there to be read.
             self.build(pl_module, trainer.datamodule)
+            trainer.strategy.barrier("memory_index")
 
     @rank_zero_only
     def build(self, pl_module, datamodule) -> VisualMemoryRetriever:
