@@ -10,8 +10,13 @@ A stage names what it needs in its YAML::
 Before ``fit`` each missing ``path`` is built by running ``python main.py fit --config
 CONFIG`` in a child process (in list order, so later artifacts can use earlier ones), the
 way a missing pretrained weight would be downloaded: once, with a log line naming it.
-Only global rank 0 builds; other ranks wait for the artifact. With ``build_missing:
-false`` a missing artifact is an error naming the command that builds it.
+Only global rank 0 builds; other ranks wait for the artifact. Under Lightning's own
+launcher (``--trainer.strategy=ddp --trainer.devices=N``) rank 0 builds before it starts
+the other processes; under a launcher that starts every process at once (``torchrun``,
+SLURM) the others poll for the artifact, which appears whole (artifacts are written to a
+staging folder and renamed). The build runs in a child process without the distributed
+environment variables, so it is a one-process run of its own config. With
+``build_missing: false`` a missing artifact is an error naming the command that builds it.
 """
 
 from __future__ import annotations
@@ -55,11 +60,17 @@ class MissingPrerequisiteError(FileNotFoundError):
     """An artifact a stage needs does not exist and building it is switched off."""
 
 
-def _global_rank() -> int:
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+def is_global_rank_zero() -> bool:
+    """Whether this process is global rank 0 by its launcher's variables (alone: yes).
+
+    ``RANK`` (torchrun, Lightning's child processes), ``SLURM_PROCID``; else Lightning's
+    launcher on several nodes, whose first process on each node has only ``NODE_RANK`` and
+    ``LOCAL_RANK``.
+    """
+    for name in ("RANK", "SLURM_PROCID"):
         if name in os.environ:
-            return int(os.environ[name])
-    return 0
+            return int(os.environ[name]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
 def ensure_prerequisites(spec: Prerequisites | None) -> list[str]:
@@ -79,13 +90,12 @@ def ensure_prerequisites(spec: Prerequisites | None) -> list[str]:
             raise MissingPrerequisiteError(f"missing prerequisite {path}; build it with: {command}")
         if not Path(artifact.config).is_file():
             raise FileNotFoundError(f"prerequisite {path} names a missing config {artifact.config}")
-        if _global_rank() != 0:
+        if not is_global_rank_zero():
             _wait_for(path, spec.wait_timeout_s)
             continue
         log.warning("prerequisite %s is missing: building it with `%s`", path, command)
         start = time.perf_counter()
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
-        result = subprocess.run(artifact.command(), env=env)
+        result = subprocess.run(artifact.command(), env=single_process_env())
         if result.returncode != 0:
             raise RuntimeError(
                 f"building prerequisite {path} failed: `{command}` exited {result.returncode}"
@@ -97,8 +107,41 @@ def ensure_prerequisites(spec: Prerequisites | None) -> list[str]:
     return built
 
 
+# Variables by which torch.distributed, torchrun, SLURM and Lightning tell a process it is
+# one of several: a build must not see them, or it would join (or wait for) the others.
+DISTRIBUTED_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "ROLE_NAME",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+)
+DISTRIBUTED_PREFIXES = ("TORCHELASTIC_", "PL_TRAINER_")
+
+
+def single_process_env() -> dict[str, str]:
+    """This process's environment without the variables of a distributed launch."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in DISTRIBUTED_VARIABLES and not key.startswith(DISTRIBUTED_PREFIXES)
+    }
+
+
 def _wait_for(path: Path, timeout_s: float) -> None:
     """Block a non-zero rank until rank 0 has built ``path``."""
+    log.warning("waiting for global rank 0 to build prerequisite %s", path)
     deadline = time.monotonic() + timeout_s
     while not path.exists():
         if time.monotonic() > deadline:

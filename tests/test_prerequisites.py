@@ -1,6 +1,10 @@
 """Missing stage inputs are built once with their own config, or named with the command."""
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,67 @@ def test_cli_reads_the_prerequisites_section(tmp_path, monkeypatch):
     section = cli.config["prerequisites"]
     paths = [a["path"] if isinstance(a, dict) else a.path for a in section["artifacts"]]
     assert paths == ["artifacts/retriever", "artifacts/teacher/model", "artifacts/warmup/model"]
+
+
+BUILD_AS_RANK = """
+import json, sys
+from marc.prerequisites import Artifact, Prerequisites, ensure_prerequisites
+spec = Prerequisites(artifacts=[Artifact(**json.loads(sys.argv[1]))], wait_timeout_s=300)
+print("BUILT", json.dumps(ensure_prerequisites(spec)))
+"""
+
+
+@pytest.mark.slow
+def test_under_two_ranks_rank_zero_builds_once_and_the_other_waits(tmp_path):
+    """Two processes started at once, as torchrun starts them, ask for the same artifact."""
+    artifact = {
+        "path": str(tmp_path / "built"),
+        "config": str(REPO / "configs/teacher.yaml"),
+        "args": [
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=0",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks=[]",
+            "--trainer.enable_checkpointing=false",
+            "--data.generator.num_videos=3",
+            "--data.generator.num_frames=16",
+            "--data.max_frames=16",
+            "--data.batch_size=2",
+            f"--model.export_dir={tmp_path / 'built'}",
+        ],
+    }
+    # torchrun's variables: a build that kept them would wait for a second process forever.
+    torchrun = {
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "GROUP_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29533",
+        "TORCHELASTIC_RUN_ID": "test",
+    }
+    processes = []
+    for rank in (0, 1):
+        env = {**os.environ, **torchrun, "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        env["PYTHONPATH"] = str(REPO)
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", BUILD_AS_RANK, json.dumps(artifact)],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, out[-2000:] + err[-4000:]
+    (out0, err0), (out1, err1) = outputs
+    assert "BUILT " + json.dumps([artifact["path"]]) in out0
+    assert "BUILT []" in out1  # rank 1 built nothing: it waited for rank 0's artifact
+    assert "waiting for global rank 0 to build" in err1 and "building it" not in err1
+    assert "is missing: building it" in err0 and "waiting" not in err0
+    assert (tmp_path / "built/config.json").is_file()
+    # One build: one training run logged.
+    assert [p.name for p in (tmp_path / "artifacts/logs/teacher").iterdir()] == ["version_0"]
