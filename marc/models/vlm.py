@@ -232,10 +232,15 @@ class VideoVLM(nn.Module):
             check_vision_tokens(path, tokenizer, model.config)
         return cls(model, tokenizer, processor=processor, **{**settings, **kwargs})
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Save model, tokenizer, processor and settings so ``from_pretrained`` loads them back."""
+    def save_pretrained(self, directory: str | Path, state_dict: dict | None = None) -> None:
+        """Save model, tokenizer, processor and settings so ``from_pretrained`` loads them back.
+
+        ``state_dict``: the weights to write instead of this module's own, keyed like
+        ``self.model.state_dict()`` (a sharded run gathers them first: this process may hold
+        a shard only, see ``marc.modules.sharding``).
+        """
         directory = Path(directory)
-        self.model.save_pretrained(directory)
+        self.model.save_pretrained(directory, state_dict=state_dict)
         self.tokenizer.save_pretrained(directory)
         if self.processor is not None:
             self.processor.save_pretrained(directory)

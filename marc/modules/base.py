@@ -20,7 +20,9 @@
 - :meth:`StageModule.memory_settings`: the settings an out-of-memory error names
   (``marc.modules.out_of_memory``);
 - checkpoints hold the random-number generator states of every process
-  (``marc.modules.rng_states``), which each process takes back when a run resumes.
+  (``marc.modules.rng_states``), which each process takes back when a run resumes;
+- :meth:`StageModule.clip_grad_norm` clips by the norm over every parameter, sharded
+  (FSDP) or not, and ``Trainer(gradient_clip_val=...)`` goes through it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from marc.modules.nonfinite import NonFiniteLosses
 from marc.modules.out_of_memory import is_out_of_memory, with_hint
 from marc.modules.rng_states import every_rank_rng_states, set_rng_states
+from marc.modules.sharding import fsdp_root
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +221,27 @@ class StageModule(L.LightningModule):
             return [("data.batch_size", data.get("batch_size", "?"))]
         size = data.get("eval_batch_size") or f"unset, so data.batch_size {data.get('batch_size')}"
         return [("data.eval_batch_size", size)]
+
+    # ---------------------------------------------------------------- gradient clipping
+    def clip_grad_norm(self, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+        """Scale the gradients so that the norm over all of them is at most ``max_norm``."""
+        root = fsdp_root(self._trainer)
+        if root is not None:
+            # Each rank holds a shard: only the root knows the norm over all of them.
+            root.clip_grad_norm_(max_norm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            self.clip_grad_norm(optimizer, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ------------------------------------------------------------------------ resuming
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -17,12 +17,17 @@ One training batch of B questions (docs/DESIGN.md, "C-GRPO"; loss in ``marc.rl.g
    and steps the optimizer (and the scheduler) on the clipped GRPO loss plus beta * KL.
    The first pass's ratio is 1; later ones divide by the sampling-time ("old") log-probs.
 
-The reference policy is a frozen deep copy of the policy as it is after ``configure_model``
-(the loaded ``init_from``, before any checkpoint is restored into the policy). It is held in
-a plain list, not as a submodule, so it is in neither ``parameters()`` (hence not in the
-optimizer, nor wrapped by DDP) nor ``state_dict()`` (hence not in checkpoints); on resume
-``configure_model`` rebuilds it from ``init_from`` before Lightning restores the policy.
-With ``beta == 0`` it is never built. Every process works on its own batches only.
+The reference policy is a frozen copy of the initial policy: built in ``setup`` from the
+same recipe (``init_from`` loaded again, or a copy of the random-init policy), before
+``configure_model`` and before any checkpoint is restored into the policy. ``setup`` runs
+outside the strategy's sharded context, so under FSDP or DeepSpeed ZeRO-3 the reference
+is a whole, ordinary module (in ``reference_dtype``, e.g. bf16 while the policy keeps fp32
+master weights). It is held in a plain list, not as a submodule, so it is in neither
+``parameters()`` (hence not in the optimizer, nor wrapped or sharded by DDP, FSDP or
+DeepSpeed) nor ``state_dict()`` (hence not in checkpoints); on resume it is rebuilt the
+same way. Outside a trainer (``load_from_checkpoint``) ``configure_model`` copies the
+policy instead. With ``beta == 0`` it is never built. Every process works on its own
+batches only.
 
 Because the loop steps the optimizer itself, ``trainer.global_step`` counts updates
 (``num_iterations`` per batch) and ``Trainer(gradient_clip_val=...)`` must stay unset: use
@@ -98,6 +103,8 @@ class CGRPODistillation(VideoVLMStage):
         scale_rewards: divide advantages by the group's reward std.
         temperature / top_p: sampling settings of the rollouts.
         max_grad_norm: clip the gradient norm of every update to this (None: no clipping).
+        reference_dtype: dtype of the frozen reference (e.g. ``"bfloat16"``); None follows
+            the policy's parameters.
         compressor / budget_frames / budget_tokens / use_retrieval / init_from /
             max_new_tokens (rollouts and evaluation) / ...: see ``VideoVLMStage``; the
             compressor defaults to ``MemoryAwareMerge()``.
@@ -116,6 +123,7 @@ class CGRPODistillation(VideoVLMStage):
         temperature: float = 1.0,
         top_p: float = 0.95,
         max_grad_norm: float | None = 1.0,
+        reference_dtype: str | None = None,
         compressor: TokenCompressor | None = None,
         **kwargs,
     ):
@@ -139,24 +147,36 @@ class CGRPODistillation(VideoVLMStage):
         self.last_rollout: list[dict] = []  # read by SampleCompletionsCallback
 
     # -------------------------------------------------------------------------- policies
+    def setup(self, stage: str) -> None:
+        """Build the frozen reference (fit only), outside any sharded-model context."""
+        if stage == "fit" and self.hparams.beta != 0 and not self._reference:
+            # The policy of a random init exists already (built in __init__); one from
+            # init_from is loaded in configure_model, so load a copy of its own here.
+            initial = copy.deepcopy(self.vlm) if self.vlm is not None else self._build_vlm()
+            self._freeze_as_reference(initial)
+
     def configure_model(self) -> None:
-        """Load the policy (``init_from``), then freeze a copy of it as the reference."""
+        """Load the policy (``init_from``); without a trainer, copy it as the reference."""
         super().configure_model()
         fitting = self._trainer is None or self.trainer.state.fn == "fit"
         if self.hparams.beta != 0 and not self._reference and fitting:
-            reference = copy.deepcopy(self.vlm).eval()
-            reference.requires_grad_(False)
-            self._reference.append(reference)
+            self._freeze_as_reference(copy.deepcopy(self.vlm))
+
+    def _freeze_as_reference(self, vlm: VideoVLM) -> None:
+        vlm.eval().requires_grad_(False)
+        self._reference.append(vlm)
 
     @property
     def reference(self) -> VideoVLM | None:
-        """The frozen reference policy on the policy's device and dtype (None when beta = 0)."""
+        """The frozen reference policy on the policy's device (None when beta = 0)."""
         if not self._reference:
             return None
         reference = self._reference[0]
+        dtype = self.hparams.get("reference_dtype")
+        dtype = getattr(torch, dtype) if dtype else self.vlm.dtype
         # Lightning moves and casts registered modules only; follow the policy by hand.
-        if reference.device != self.vlm.device or reference.dtype != self.vlm.dtype:
-            reference.to(device=self.vlm.device, dtype=self.vlm.dtype)
+        if reference.device != self.vlm.device or reference.dtype != dtype:
+            reference.to(device=self.vlm.device, dtype=dtype)
         return reference
 
     def on_fit_start(self) -> None:
@@ -282,11 +302,7 @@ class CGRPODistillation(VideoVLMStage):
         optimizer.zero_grad()
         self.manual_backward(loss)
         if self.hparams.max_grad_norm:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=self.hparams.max_grad_norm,
-                gradient_clip_algorithm="norm",
-            )
+            self.clip_grad_norm(optimizer, self.hparams.max_grad_norm)
         optimizer.step()
         scheduler = self.lr_schedulers()
         if scheduler is not None:

@@ -27,6 +27,7 @@ from marc.models.vlm import VideoVLM
 from marc.modules.base import StageModule
 from marc.modules.metrics import AccuracyByKind
 from marc.modules.out_of_memory import names_memory_settings
+from marc.modules.sharding import full_vlm_state_dict
 from marc.rl.answers import is_correct
 from marc.vocabulary import QWEN2_5_VL_TOKEN_IDS, build_tiny_tokenizer
 
@@ -121,7 +122,10 @@ class VideoVLMStage(StageModule):
             evaluation accepts both (see ``sft_target``).
         export_dir: at the end of a ``fit`` that finished (never after an error or an
             interrupt) the model is saved there (atomically) in ``save_pretrained`` format
-            for later stages.
+            for later stages; a sharded run (FSDP, ZeRO-3) gathers the full weights first.
+        gradient_checkpointing: recompute each transformer block's activations in the
+            backward pass (transformers' gradient checkpointing: memory for time; FSDP
+            configs use the strategy's ``activation_checkpointing_policy`` instead).
         optimizer / lr_scheduler: injected from YAML.
         max_nonfinite_steps: see ``StageModule``.
     """
@@ -139,6 +143,7 @@ class VideoVLMStage(StageModule):
         max_new_tokens: int = 48,
         answer_with: str = "letter",
         export_dir: str | None = None,
+        gradient_checkpointing: bool = False,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
@@ -170,6 +175,10 @@ class VideoVLMStage(StageModule):
             log.info("loading the VLM from %s", self.hparams.init_from)
             # from_pretrained returns eval mode; Lightning sets train/eval per loop itself.
             self.vlm = self._build_vlm().train()
+        if self.hparams.get("gradient_checkpointing"):
+            self.vlm.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         self._match_frame_size()
 
     def _match_frame_size(self) -> None:
@@ -303,7 +312,8 @@ class VideoVLMStage(StageModule):
         # Lightning calls on_fit_end only when fit returns normally (an exception or Ctrl-C
         # skips it); the status check keeps it so should that change.
         if self.hparams.export_dir and self.trainer.state.status == TrainerStatus.RUNNING:
-            self.export(self.hparams.export_dir)
+            # Every rank takes part in gathering a sharded model's weights; rank 0 writes.
+            self.export(self.hparams.export_dir, full_vlm_state_dict(self._trainer))
 
     def provenance(self) -> dict:
         """Where the exported weights come from: this stage, its steps and its start."""
@@ -318,11 +328,15 @@ class VideoVLMStage(StageModule):
         }
 
     @rank_zero_only
-    def export(self, directory: str) -> None:
-        """Save the VLM in ``save_pretrained`` format, atomically (temp folder, then rename)."""
+    def export(self, directory: str, state_dict: dict | None = None) -> None:
+        """Save the VLM in ``save_pretrained`` format, atomically (temp folder, then rename).
+
+        ``state_dict``: the VLM's gathered weights when the model is sharded (see
+        ``marc.modules.sharding.full_vlm_state_dict``); None saves the module's own.
+        """
         target = Path(directory)
         staging = staging_dir(target)
         self.vlm.provenance = self.provenance()
-        self.vlm.save_pretrained(staging)
+        self.vlm.save_pretrained(staging, state_dict=state_dict)
         replace_dir(staging, target)
         log.info("exported the model to %s", target)
