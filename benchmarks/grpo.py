@@ -1,19 +1,20 @@
 """Time grpo_loss forward + backward against a naive per-sample Python loop, on CPU.
 
-Both compute the same loss (checked first, loss and gradient); the speed ratio is measured
-side by side in one run. The last printed line is one JSON object.
+Both compute the same loss (checked first, loss and gradient); the two are timed in
+interleaved rounds until their ratio is stable (``benchmarks/timing.py``), and the speedup
+is the ratio of medians with the quartiles of the per-round ratios. The last printed line
+is one JSON object.
 
-Run as ``python benchmarks/grpo.py [--batch 64 --length 256 --repeats 20]``.
+Run as ``python benchmarks/grpo.py [--batch 64 --length 256]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from timing import CLOCKS, default_clock, interleaved
 
 from marc.rl.grpo import grpo_loss, kl_k3
 
@@ -63,30 +64,22 @@ def forward_backward(loss_fn, inputs: dict[str, torch.Tensor]) -> tuple[float, t
     return loss.item(), logprobs.grad
 
 
-def time_ms(loss_fn, inputs: dict[str, torch.Tensor], repeats: int) -> float:
-    """Median wall time of one forward + backward, in milliseconds."""
-    forward_backward(loss_fn, inputs)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward_backward(loss_fn, inputs)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def main() -> None:
     """Check agreement, time both, print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--quick", action="store_true", help="batch 16, length 64, 5 repeats")
+    parser.add_argument("--min-rounds", type=int, default=10)
+    parser.add_argument("--max-rounds", type=int, default=60)
+    parser.add_argument("--target-spread", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default=None)
+    parser.add_argument("--quick", action="store_true", help="batch 16, length 64, fewer rounds")
     args = parser.parse_args()
     if args.quick:
-        args.batch, args.length, args.repeats = 16, 64, 5
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        args.batch, args.length, args.min_rounds, args.max_rounds = 16, 64, 5, 20
+    torch.set_num_threads(args.threads)
+    clock = args.clock or default_clock("cpu", args.threads)
 
     inputs = make_batch(args.batch, args.length)
 
@@ -103,20 +96,33 @@ def main() -> None:
     if loss_diff > 1e-5 or grad_diff > 1e-6:
         raise SystemExit(f"implementations disagree: loss diff {loss_diff}, grad diff {grad_diff}")
 
-    vectorised_ms = time_ms(vectorised, inputs, args.repeats)
-    naive_ms = time_ms(naive, inputs, args.repeats)
+    timings = interleaved(
+        {
+            "vectorised": lambda: forward_backward(vectorised, inputs),
+            "naive": lambda: forward_backward(naive, inputs),
+        },
+        [("naive", "vectorised")],
+        min_rounds=args.min_rounds,
+        max_rounds=args.max_rounds,
+        target_spread=args.target_spread,
+        clock=CLOCKS[clock],
+    )
+    speedup = timings.ratio("naive", "vectorised")
     print(
         json.dumps(
             {
                 "benchmark": "grpo_loss_forward_backward",
                 "device": "cpu",
                 "threads": torch.get_num_threads(),
+                "clock": clock,
                 "batch": args.batch,
                 "length": args.length,
                 "tokens": int(inputs["mask"].sum()),
-                "vectorised_ms": round(vectorised_ms, 3),
-                "naive_loop_ms": round(naive_ms, 3),
-                "speedup": round(naive_ms / vectorised_ms, 2),
+                "vectorised_ms": round(1000 * timings.median("vectorised"), 3),
+                "naive_loop_ms": round(1000 * timings.median("naive"), 3),
+                **speedup.as_dict("speedup", 2),
+                "rounds": timings.rounds,
+                "ratio_settled": timings.converged,
                 "max_abs_loss_diff": loss_diff,
                 "max_abs_grad_diff": grad_diff,
             }

@@ -4,8 +4,10 @@ For each size, both backends index the same clustered float32 vectors (gaussian 
 around random centres, cosine space). The hnsw ``ef`` is chosen on a separate set of tuning
 queries as the smallest candidate reaching the target recall@10; recall@10 against exact
 search and the query time ratio exact / hnsw are then measured on the evaluation queries,
-side by side in one run, with the same thread count for both (best of ``--repeats`` timed
-runs, garbage collection paused as timeit does). The last line printed is one JSON object.
+with the same thread count for both: the two searches are timed in interleaved rounds
+until their ratio is stable (``benchmarks/timing.py``; garbage collection paused during
+each search, as timeit does), and the speedup is the ratio of medians with the quartiles
+of the per-round ratios. The last line printed is one JSON object.
 
     python benchmarks/memory.py            # 1e5 and 1e6 items: 5-10 min on 2 cores, ~5 GB RAM
     python benchmarks/memory.py --quick    # 2e4 items, under a minute
@@ -21,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from timing import CLOCKS, default_clock, interleaved
 
 from marc.retrieval.memory import VideoMemory
 
@@ -55,23 +58,24 @@ def build(vectors: np.ndarray, backend: str, args: argparse.Namespace) -> tuple[
     return memory, time.perf_counter() - start
 
 
-def timed_search(
-    memory: VideoMemory, queries: np.ndarray, k: int, repeats: int = 1
-) -> tuple[np.ndarray, float]:
-    """Result ids ``[Q, k]`` of ``memory.search`` and its best wall time over ``repeats`` runs."""
-    best = float("inf")
+def search_ids(memory: VideoMemory, queries: np.ndarray, k: int) -> np.ndarray:
+    """Result ids ``[Q, k]`` of ``memory.search``, garbage collection paused meanwhile."""
     # As timeit does: a collection of the millions of metadata objects held by the memories
     # would otherwise land inside whichever search happens to trigger it.
-    gc.collect()
     gc.disable()
     try:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            results = memory.search(queries, k)
-            best = min(best, time.perf_counter() - start)
+        results = memory.search(queries, k)
     finally:
         gc.enable()
-    return np.array([[r.id for r in row] for row in results]), best
+    return np.array([[r.id for r in row] for row in results])
+
+
+def timed_search(memory: VideoMemory, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Result ids of one search and its wall time (the ef sweep; not the compared timing)."""
+    gc.collect()
+    start = time.perf_counter()
+    found = search_ids(memory, queries, k)
+    return found, time.perf_counter() - start
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -103,10 +107,23 @@ def run_size(n: int, rng: np.random.Generator, centres: np.ndarray, args) -> dic
     chosen = chosen if chosen is not None else args.ef_candidates[-1]
     hnsw.ef = chosen
 
-    timed_search(hnsw, queries[:10], k)  # warm-up, both sides
-    timed_search(exact, queries[:10], k)
-    truth, exact_s = timed_search(exact, queries, k, args.repeats)
-    found, hnsw_s = timed_search(hnsw, queries, k, args.repeats)
+    truth = search_ids(exact, queries, k)
+    found = search_ids(hnsw, queries, k)
+    gc.collect()
+    gc.disable()  # for the whole timing, as timeit does (see search_ids)
+    try:
+        timings = interleaved(
+            {"exact": lambda: exact.search(queries, k), "hnsw": lambda: hnsw.search(queries, k)},
+            [("exact", "hnsw")],
+            min_rounds=args.min_rounds,
+            max_rounds=args.max_rounds,
+            target_spread=args.target_spread,
+            clock=CLOCKS[args.clock],
+        )
+    finally:
+        gc.enable()
+    exact_s, hnsw_s = timings.median("exact"), timings.median("hnsw")
+    speedup = timings.ratio("exact", "hnsw")
     result = {
         "n": n,
         "dim": centres.shape[1],
@@ -117,7 +134,9 @@ def run_size(n: int, rng: np.random.Generator, centres: np.ndarray, args) -> dic
         "recall_at_10": round(recall_at_k(found, truth), 4),
         "hnsw_query_ms": round(1000 * hnsw_s / len(queries), 4),
         "exact_query_ms": round(1000 * exact_s / len(queries), 4),
-        "speedup_vs_exact": round(exact_s / hnsw_s, 2),
+        **speedup.as_dict("speedup_vs_exact", 2),
+        "rounds": timings.rounds,
+        "ratio_settled": timings.converged,
         "build_s": round(build_s, 2),
         "exact_build_s": round(exact_build_s, 2),
         "ef_sweep": [{**s, "s": round(s["s"], 4)} for s in sweep],
@@ -150,12 +169,18 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--threads", type=int, default=2, help="hnswlib and torch threads")
     parser.add_argument("--add-batch", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
+    parser.add_argument("--min-rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--max-rounds", type=int, default=20)
+    parser.add_argument("--target-spread", type=float, default=0.05)
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default=None, help="default: cpu for 1 thread, else wall"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = [20_000]
     args.initial_capacity = 1024
+    args.clock = args.clock or default_clock("cpu", args.threads)
     torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(args.seed)
@@ -165,7 +190,16 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "benchmark": "memory",
         **{
-            key: largest[key] for key in ("n", "dim", "recall_at_10", "speedup_vs_exact", "build_s")
+            key: largest[key]
+            for key in (
+                "n",
+                "dim",
+                "recall_at_10",
+                "speedup_vs_exact",
+                "speedup_vs_exact_q1",
+                "speedup_vs_exact_q3",
+                "build_s",
+            )
         },
         "ef": largest["ef"],
         "M": args.M,
@@ -174,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "clusters": args.clusters,
         "spread": args.spread,
         "queries": args.queries,
-        "repeats": args.repeats,
+        "clock": args.clock,
         "machine": f"{platform.machine()} {torch.get_num_threads()} torch threads",
         "sizes": [{k: v for k, v in r.items() if k != "ef_sweep"} for r in per_size],
     }
