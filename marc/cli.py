@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -9,6 +10,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from marc.data.datamodule import VideoQADataModule
 from marc.prerequisites import Prerequisites, ensure_prerequisites
+
+# Lightning warns when a manually optimised module (C-GRPO) is checkpointed every N steps
+# without keeping its weights from before the step. The checkpoint after the step is the
+# one a resumed run must start from (its loader and loops are past that step), so the
+# advice does not apply.
+warnings.filterwarnings(
+    "ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps"
+)
 
 
 class MARCCLI(LightningCLI):
