@@ -68,9 +68,9 @@ class VideoQADataModule(L.LightningDataModule):
             value).
 
     Loaders are sharded over the trainer's processes by the data module itself
-    (``marc.data.samplers``): the training order depends on ``(shuffle_seed, epoch)`` only and its
-    position is saved in checkpoints, so a resumed run draws the batches the uninterrupted
-    one would; evaluation shards never repeat a question.
+    (``marc.data.samplers``): the training order depends on ``(shuffle_seed, epoch)`` only
+    and its position is saved in checkpoints, so a resumed run draws the batches the
+    uninterrupted one would; evaluation shards never repeat a question.
     """
 
     def __init__(
