@@ -19,8 +19,9 @@
   a validation or test epoch that scored no question (:meth:`StageModule.log_scored`);
 - :meth:`StageModule.memory_settings`: the settings an out-of-memory error names
   (``marc.modules.out_of_memory``);
-- checkpoints hold the random-number generator states of every process
-  (``marc.modules.rng_states``), which each process takes back when a run resumes;
+- checkpoints hold each process's random-number generator states
+  (``marc.modules.rng_states``), its sample counts of the epoch so far and its non-finite
+  step counts, which each process takes back when a run resumes;
 - :meth:`StageModule.clip_grad_norm` clips by the norm over every parameter, sharded
   (FSDP) or not, and ``Trainer(gradient_clip_val=...)`` goes through it.
 """
@@ -36,12 +37,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from marc.modules.nonfinite import NonFiniteLosses
 from marc.modules.out_of_memory import is_out_of_memory, with_hint
-from marc.modules.rng_states import every_rank_rng_states, set_rng_states
+from marc.modules.rng_states import collect_rng_states, every_rank, set_rng_states
 from marc.modules.sharding import fsdp_root
 
 log = logging.getLogger(__name__)
 
-RNG_STATES_KEY = "marc_rng_states"
+PROCESS_STATES_KEY = "marc_process_states"
 
 
 class NoSamplesError(RuntimeError):
@@ -246,12 +247,23 @@ class StageModule(L.LightningModule):
     # ------------------------------------------------------------------------ resuming
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Every process calls this while a checkpoint is made, so the gather is safe.
-        checkpoint[RNG_STATES_KEY] = every_rank_rng_states()
+        checkpoint[PROCESS_STATES_KEY] = every_rank(
+            {
+                "rng": collect_rng_states(),
+                "epoch_counts": dict(self._epoch_counts),
+                "nonfinite": self.nonfinite.state_dict(),
+            }
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        states = checkpoint.get(RNG_STATES_KEY)
+        states = checkpoint.get(PROCESS_STATES_KEY)
         resuming = self._trainer is not None and self.trainer.state.fn == "fit"
-        if states and resuming:  # not when a checkpoint is only loaded for its weights
-            # Resumed on more processes than saved them: the extra ones take rank 0's.
-            rank = self.global_rank if self.global_rank < len(states) else 0
-            set_rng_states(states[rank])
+        if not states or not resuming:  # not when a checkpoint is only loaded for weights
+            return
+        # Resumed on more processes than saved them: the extra ones take rank 0's.
+        state = states[self.global_rank if self.global_rank < len(states) else 0]
+        set_rng_states(state["rng"])
+        # A run resumed mid-epoch does not start the epoch again (no on_train_epoch_start):
+        # its counts go on from the checkpoint's.
+        self._epoch_counts = dict(state["epoch_counts"])
+        self.nonfinite.load_state_dict(state["nonfinite"])

@@ -32,6 +32,15 @@ class NonFiniteLosses:
         self.in_a_row = 0
         self.last_finite: tuple[float, int] | None = None  # (loss, step)
 
+    def state_dict(self) -> dict:
+        """The counts and the last finite loss (a resumed run continues them)."""
+        return {"skipped": self.skipped, "in_a_row": self.in_a_row, "last_finite": self.last_finite}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped, self.in_a_row = state["skipped"], state["in_a_row"]
+        last = state["last_finite"]
+        self.last_finite = None if last is None else (float(last[0]), int(last[1]))
+
     def record(self, bad: bool, value: float | None, step: int, detail: str = "") -> bool:
         """Note one step's outcome; True when it must be skipped (raises at the limit).
 

@@ -2,9 +2,10 @@
 
 Lightning checkpoints hold the model, optimizers, schedulers, loops and loader positions,
 not the global generators of torch (CPU and CUDA), numpy and Python. A stage stores those
-of every process (``StageModule.on_save_checkpoint``, gathered to the rank that writes the
-file) and each process takes its own back on resume, so anything drawn from them after a
-checkpoint (dropout, a user's augmentation) is drawn again as in the uninterrupted run.
+of every process (``StageModule.on_save_checkpoint``, gathered with :func:`every_rank` to
+the rank that writes the file) and each process takes its own back on resume, so anything
+drawn from them after a checkpoint (dropout, a user's augmentation) is drawn again as in
+the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -50,11 +51,10 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
-def every_rank_rng_states() -> list[dict[str, Any]]:
-    """Each process's states, indexed by global rank (a collective under several processes)."""
-    states = collect_rng_states()
+def every_rank(value: Any) -> list[Any]:
+    """``value`` of each process, indexed by global rank (a collective under several)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [states]
-    gathered: list[dict[str, Any] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, states)
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
     return gathered

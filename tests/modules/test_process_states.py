@@ -1,4 +1,5 @@
-"""Checkpoints hold every process's generator states; a resumed fit takes its own back."""
+"""Checkpoints hold every process's generator states and counts; a resumed fit takes its own
+back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from marc.modules.base import RNG_STATES_KEY, StageModule
+from marc.modules.base import PROCESS_STATES_KEY, StageModule
 
 
 def draws() -> tuple:
@@ -33,7 +34,19 @@ def test_a_resumed_fit_draws_what_the_interrupted_run_would_have_drawn():
     draws()  # the generators move on
     module_in("fit").on_load_checkpoint(loaded)
     assert draws() == expected
-    assert len(loaded[RNG_STATES_KEY]) == 1  # one process
+    assert len(loaded[PROCESS_STATES_KEY]) == 1  # one process
+
+
+def test_a_resumed_fit_continues_the_epoch_counts_and_the_non_finite_streak():
+    saved = module_in("fit")
+    saved._epoch_counts = {"samples": 6, "skipped": 1}
+    saved.nonfinite.record(True, float("nan"), 3)
+    checkpoint: dict = {}
+    saved.on_save_checkpoint(checkpoint)
+    resumed = module_in("fit")
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed._epoch_counts == {"samples": 6, "skipped": 1}
+    assert (resumed.nonfinite.skipped, resumed.nonfinite.in_a_row) == (1, 1)
 
 
 def test_loading_weights_outside_fit_leaves_the_generators_alone():
