@@ -140,6 +140,9 @@ def test_the_accuracy_over_both_shards_is_the_one_process_accuracy(chain, workdi
     # 1 of 3: a padded shard would have scored question 0 (wrong) again, giving 1 of 4.
     assert 0 < expected < EVAL_QUESTIONS
     assert list(two.values()) == [pytest.approx(expected / EVAL_QUESTIONS)]
+    # Each question scored once over both shards (a padded shard would make it 4).
+    questions = scalars(workdir / "artifacts/logs/eval", "test/questions")
+    assert [list(run.values()) for run in questions.values()] == [[EVAL_QUESTIONS]] * 2
     for kind in ("attribute", "count", "motion"):
         tag = f"test/acc_{kind}"
         per_kind = scalars(workdir / "artifacts/logs/eval", tag)
