@@ -87,3 +87,17 @@ def test_a_missing_config_file_is_named(tmp_path, capsys):
         main(["fit", "--config", str(tmp_path / "nope.yaml")])
     assert info.value.code != 0
     assert "nope.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["retriever", "teacher", "warmup", "cgrpo"])
+def test_every_training_stage_saves_a_resumable_checkpoint_mid_epoch(stage, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).parents[1] / f"configs/{stage}.yaml"
+    cli = MARCCLI(args=["--config", str(config)], run=False)
+    steps = [
+        c._every_n_train_steps
+        for c in cli.trainer.callbacks
+        if type(c).__name__ == "ModelCheckpoint" and c.save_last
+    ]
+    # A checkpoint more often than once an epoch, which --ckpt_path=last resumes from.
+    assert any(0 < n < cli.trainer.limit_train_batches for n in steps), steps
