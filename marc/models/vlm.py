@@ -52,6 +52,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from marc.compression.base import Budget, CompressedVideo, Grid, TokenCompressor
 from marc.io import read_lock
 from marc.models.checkpoint import check_checkpoint_folder, check_vision_tokens
+from marc.models.fast_vision import speed_up_vision
 from marc.models.folder import (
     SETTINGS_FILE,
     ModelFolderError,
@@ -133,6 +134,8 @@ class VideoVLM(nn.Module):
         # with them and read by the report.
         self.provenance = dict(provenance or {})
         self.model = model
+        # The vision tower's windows in one batched attention call (same numbers, less CPU).
+        speed_up_vision(model)
         self.tokenizer = tokenizer
         self.processor = processor
         self.frame_size = frame_size
