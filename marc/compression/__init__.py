@@ -16,7 +16,31 @@ from marc.compression.tome import ToMe
 from marc.compression.vidcom2 import VidCom2
 from marc.compression.visionzip import VisionZip
 
+# The training-free compressors MARC's student is compared with at one budget (by class name).
+TRAINING_FREE = (
+    "MemoryAwareMerge",
+    "UniformFrames",
+    "TemporalMeanPool",
+    "ToMe",
+    "RandomDrop",
+    "VidCom2",
+    "FastVID",
+    "VisionZip",
+    "DyCoke",
+    "TokenToMe",
+)
+
+
+def build_compressor(name: str) -> TokenCompressor:
+    """A compressor of this package by class name, with its default settings."""
+    if name not in __all__ or name in ("Budget", "CompressedVideo", "Span", "TokenCompressor"):
+        raise ValueError(f"no compressor named {name!r} in marc.compression")
+    return globals()[name]()
+
+
 __all__ = [
+    "TRAINING_FREE",
+    "build_compressor",
     "Budget",
     "CompressedVideo",
     "DyCoke",

@@ -137,7 +137,10 @@ class VideoQADataset(Dataset):
             "video": frames,
             "event_spans": map_event_spans(events, source_indices),
             "captions": [e.get("caption", "") for e in events],
+            # Ground-truth attributes per event (the generated default; [] otherwise).
+            "events": [{k: e.get(k) for k in ("background", "pattern", "objects")} for e in events],
             "target_events": list(annotation.extra.get("target_events") or []),
+            "target_objects": list(annotation.extra.get("target_objects") or []),
             "problem_id": annotation.problem_id,
             "video_id": annotation.video_id,
             "problem": annotation.problem,

@@ -120,6 +120,10 @@ class GeneratorConfig:
     object_size: float = 0.3  # object diameter as a fraction of the frame size
     travel: float = 0.12  # how far a moving object goes during its event, fraction of the frame
     distractor_similarity: float = 0.0  # probability that events of a video share a colour
+    # A patterned background's second colour is base * pattern_gain + pattern_offset.
+    pattern_gain: float = 1.6
+    pattern_offset: float = 25.0
+    square_fill: float = 0.85  # half-side of a square as a fraction of the object's radius
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
     seed: int = 0
 
@@ -190,14 +194,22 @@ def _make_events(rng: random.Random, cfg: GeneratorConfig) -> list[Event]:
     return events
 
 
-def _shape_mask(shape: str, size: int, yy: np.ndarray, xx: np.ndarray, cx: float, cy: float):
+def _shape_mask(
+    shape: str,
+    size: int,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    cx: float,
+    cy: float,
+    square_fill: float = 0.85,
+):
     """Boolean mask of one shape of diameter ``size`` centred at (cx, cy)."""
     r = size / 2
     dx, dy = xx - cx, yy - cy
     if shape == "circle":
         return dx**2 + dy**2 <= r**2
     if shape == "square":
-        return (np.abs(dx) <= r * 0.85) & (np.abs(dy) <= r * 0.85)
+        return (np.abs(dx) <= r * square_fill) & (np.abs(dy) <= r * square_fill)
     if shape == "triangle":
         # Apex up: inside when below the two slanted edges and above the base.
         return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.55)
@@ -207,7 +219,7 @@ def _shape_mask(shape: str, size: int, yy: np.ndarray, xx: np.ndarray, cx: float
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _background(event: Event, size: int) -> np.ndarray:
+def _background(event: Event, size: int, gain: float = 1.6, offset: float = 25.0) -> np.ndarray:
     """The background image of an event, uint8 [H, W, 3]."""
     base = np.array(BACKGROUND_RGB[event.background], dtype=np.float32)
     img = np.broadcast_to(base, (size, size, 3)).copy()
@@ -219,14 +231,14 @@ def _background(event: Event, size: int) -> np.ndarray:
         mask = ((xx // period) + (yy // period)) % 2 == 0
     else:
         mask = np.zeros((size, size), dtype=bool)
-    img[mask] = np.clip(base * 1.6 + 25, 0, 255)
+    img[mask] = np.clip(base * gain + offset, 0, 255)
     return img.astype(np.uint8)
 
 
 def render_event_frames(event: Event, cfg: GeneratorConfig) -> np.ndarray:
     """Render the frames of one event, uint8 [T, H, W, 3]."""
     size = cfg.frame_size
-    background = _background(event, size)
+    background = _background(event, size, cfg.pattern_gain, cfg.pattern_offset)
     yy, xx = np.mgrid[0:size, 0:size]
     obj_size = cfg.object_size * size
     length = event.end - event.start
@@ -239,7 +251,8 @@ def render_event_frames(event: Event, cfg: GeneratorConfig) -> np.ndarray:
             step_x, step_y = _DIRECTION_STEP[obj.direction]
             cx = obj.start_xy[0] * size + step_x * speed * (t - (length - 1) / 2)
             cy = obj.start_xy[1] * size + step_y * speed * (t - (length - 1) / 2)
-            frame[_shape_mask(obj.shape, obj_size, yy, xx, cx, cy)] = OBJECT_RGB[obj.colour]
+            mask = _shape_mask(obj.shape, obj_size, yy, xx, cx, cy, cfg.square_fill)
+            frame[mask] = OBJECT_RGB[obj.colour]
         frames[t] = frame
     return frames
 
@@ -305,11 +318,14 @@ def _questions_for_video(rng: random.Random, events: list[Event]) -> list[dict]:
             pool = [p for p in pool if p != f"{event.background} {event.pattern}"]
             correct = f"{after.background} {after.pattern}"
             targets = [target, target + 1]
+            named = []
         else:
             target = rng.randrange(len(events))
             event = events[target]
             obj = rng.choice(event.objects)
             targets = [target]
+            # The object the question names (attribute and motion questions).
+            named = [event.objects.index(obj)] if kind != "count" else []
             if kind == "attribute":
                 if rng.random() < 0.5:
                     problem = QUESTION_TEMPLATES["colour_of_shape"].format(
@@ -338,6 +354,7 @@ def _questions_for_video(rng: random.Random, events: list[Event]) -> list[dict]:
                 "solution": solution,
                 "answer_text": correct,
                 "target_events": targets,
+                "target_objects": named,
             }
         )
     return questions
@@ -354,8 +371,14 @@ def _assign_splits(num_videos: int, fractions: tuple[float, float, float]) -> li
     return ["train"] * n_train + ["val"] * n_val + ["test"] * max(n_test, 0)
 
 
-def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None) -> dict:
-    """Write videos and train/val/test JSONL annotations under ``root``; returns a summary."""
+def generate_dataset(
+    root: str | os.PathLike, cfg: GeneratorConfig | None = None, write_videos: bool = True
+) -> dict:
+    """Write videos and train/val/test JSONL annotations under ``root``; returns a summary.
+
+    ``write_videos=False`` writes the annotations only (the same ones: rendering draws no
+    random numbers), e.g. to add a field to an existing dataset.
+    """
     cfg = cfg or GeneratorConfig()
     root = Path(root)
     (root / "videos").mkdir(parents=True, exist_ok=True)
@@ -365,7 +388,8 @@ def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None
     for index, split in enumerate(splits):
         video_id = f"video_{index:05d}"
         events = _make_events(rng, cfg)
-        write_mp4(root / "videos" / f"{video_id}.mp4", render_video(events, cfg), cfg.fps)
+        if write_videos:
+            write_mp4(root / "videos" / f"{video_id}.mp4", render_video(events, cfg), cfg.fps)
         event_rows = [
             {"start": e.start, "end": e.end, "caption": e.caption, **_event_attributes(e)}
             for e in events
@@ -385,6 +409,9 @@ def generate_dataset(root: str | os.PathLike, cfg: GeneratorConfig | None = None
                     "question_kind": question["question_kind"],
                     "answer_text": question["answer_text"],
                     "target_events": question["target_events"],
+                    # Indices into the target event's objects of the object the question
+                    # names ([] when it names none: count and order questions).
+                    "target_objects": question["target_objects"],
                     "events": event_rows,
                     "num_frames": cfg.num_frames,
                     "fps": cfg.fps,
@@ -407,7 +434,14 @@ def _event_attributes(event: Event) -> dict:
         "background": event.background,
         "pattern": event.pattern,
         "objects": [
-            {"shape": o.shape, "colour": o.colour, "direction": o.direction} for o in event.objects
+            {
+                "shape": o.shape,
+                "colour": o.colour,
+                "direction": o.direction,
+                # Index into CELL_CENTRES (the 2x2 layout: one visual token at 56 px).
+                "cell": CELL_CENTRES.index(tuple(o.start_xy)),
+            }
+            for o in event.objects
         ],
     }
 
@@ -447,6 +481,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--distractor-similarity", type=float, default=defaults.distractor_similarity
     )
+    parser.add_argument("--pattern-gain", type=float, default=defaults.pattern_gain)
+    parser.add_argument("--pattern-offset", type=float, default=defaults.pattern_offset)
+    parser.add_argument("--square-fill", type=float, default=defaults.square_fill)
+    parser.add_argument(
+        "--annotations-only", action="store_true", help="write the JSONL files, not the videos"
+    )
     args = parser.parse_args(argv)
     cfg = GeneratorConfig(
         num_videos=args.num_videos,
@@ -459,9 +499,12 @@ def main(argv: list[str] | None = None) -> None:
         object_size=args.object_size,
         travel=args.travel,
         distractor_similarity=args.distractor_similarity,
+        pattern_gain=args.pattern_gain,
+        pattern_offset=args.pattern_offset,
+        square_fill=args.square_fill,
         seed=args.seed,
     )
-    print(json.dumps(generate_dataset(args.root, cfg)))
+    print(json.dumps(generate_dataset(args.root, cfg, write_videos=not args.annotations_only)))
 
 
 if __name__ == "__main__":

@@ -37,19 +37,6 @@ from marc.vocabulary import QUESTION_KINDS
 
 log = logging.getLogger(__name__)
 
-# Training-free compressors compared with the students at the same budget.
-TRAINING_FREE = (
-    "MemoryAwareMerge",
-    "UniformFrames",
-    "TemporalMeanPool",
-    "ToMe",
-    "RandomDrop",
-    "VidCom2",
-    "FastVID",
-    "VisionZip",
-    "DyCoke",
-    "TokenToMe",
-)
 STUDENTS = ("warmup", "cgrpo")
 STUDENT_COMPRESSOR = "MemoryAwareMerge"
 BUDGETS = (1, 2, 4, 8)
@@ -66,13 +53,11 @@ class MissingModelError(FileNotFoundError):
 
 
 def available_compressors() -> tuple[str, ...]:
-    """The training-free compressors this installation of marc has."""
-    return tuple(name for name in TRAINING_FREE if hasattr(compression, name))
+    """The training-free compressors compared with the students (``marc.compression``)."""
+    return compression.TRAINING_FREE
 
 
-def build_compressor(name: str) -> compression.TokenCompressor:
-    """A compressor of ``marc.compression`` by class name, with its default settings."""
-    return getattr(compression, name)()
+build_compressor = compression.build_compressor
 
 
 def report_settings(

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("tiny", "qwen2.5-vl-3b")
 ANSWER_FORMS = ("letter", "option_text")
+REASONING_FORMS = ("event", "object")
 
 
 def check_answer_with(answer_with: str) -> str:
@@ -78,6 +79,7 @@ def sft_target(
     answer: str,
     options: list[str] | None = None,
     answer_with: str = "letter",
+    target_objects: list[int] | None = None,
 ) -> str:
     """The supervised completion: the target events' captions as reasoning, then the answer.
 
@@ -89,12 +91,22 @@ def sft_target(
     instead of the letter (``<answer> red </answer>``, which ``is_correct`` accepts given
     the options): a small model trained from scratch learns the letter lookup far more
     slowly than the question itself (``benchmarks/letter_lookup.py``).
+
+    ``target_objects`` (indices into the target event's objects, from the generated data)
+    keeps only the object the question names in the caption ("a grey plain background
+    with a red circle stays still"): the reasoning looks at that object instead of
+    listing every object of the event.
     """
     check_answer_with(answer_with)
     if target_events and sample_captions:
         captions = [sample_captions[i] for i in target_events]
         if len(captions) > 1:
             captions = [c.split(" with ")[0] for c in captions]
+        elif target_objects:
+            head, _, tail = captions[0].partition(" with ")
+            parts = tail.split(" and ")
+            if tail and all(0 <= i < len(parts) for i in target_objects):
+                captions = [f"{head} with " + " and ".join(parts[i] for i in target_objects)]
         reasoning = " and ".join(captions)
         if (text := chosen_option_text(options, answer)) is not None:
             if answer_with == "option_text":
@@ -120,6 +132,9 @@ class VideoVLMStage(StageModule):
         answer_with: how SFT targets answer multiple choice: ``"letter"`` (Video-R1's
             ``<answer> B </answer>``) or ``"option_text"`` (``<answer> red </answer>``);
             evaluation accepts both (see ``sft_target``).
+        reasoning: what an SFT target's reasoning describes: ``"event"`` the target events'
+            captions, ``"object"`` only the object a question names when the data says
+            which (``target_objects``; see ``sft_target``).
         export_dir: at the end of a ``fit`` that finished (never after an error or an
             interrupt) the model is saved there (atomically) in ``save_pretrained`` format
             for later stages; a sharded run (FSDP, ZeRO-3) gathers the full weights first.
@@ -142,6 +157,7 @@ class VideoVLMStage(StageModule):
         torch_dtype: str | None = None,
         max_new_tokens: int = 48,
         answer_with: str = "letter",
+        reasoning: str = "event",
         export_dir: str | None = None,
         gradient_checkpointing: bool = False,
         optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -151,6 +167,9 @@ class VideoVLMStage(StageModule):
     ):
         super().__init__(optimizer, lr_scheduler, max_nonfinite_steps)
         check_answer_with(answer_with)
+        if reasoning not in REASONING_FORMS:
+            raise ValueError(f"reasoning must be one of {REASONING_FORMS}, got {reasoning!r}")
+        self.reasoning = reasoning
         self.save_hyperparameters(ignore=["compressor", "optimizer", "lr_scheduler"])
         # Attributes, not hparams: under LightningCLI hparams are the config's values, and a
         # subclass that fixes these (TeacherFinetuning) has no config entry for them.
@@ -231,14 +250,18 @@ class VideoVLMStage(StageModule):
     def sft_targets(self, batch: dict) -> list[str]:
         """Reference completions of a batch (think = target captions, answer = solution)."""
         processes = batch.get("process") or [None] * batch["batch_size"]
+        named = [None] * batch["batch_size"]
+        if self.reasoning == "object":
+            named = batch.get("target_objects") or named
         return [
-            sft_target(c, t, p, a, o, self.hparams.answer_with)
-            for c, t, p, a, o in zip(
+            sft_target(c, t, p, a, o, self.hparams.answer_with, n)
+            for c, t, p, a, o, n in zip(
                 batch["captions"],
                 batch["target_events"],
                 processes,
                 batch["answer"],
                 batch["options"],
+                named,
             )
         ]
 
