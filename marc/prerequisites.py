@@ -17,6 +17,11 @@ SLURM) the others poll for the artifact, which appears whole (artifacts are writ
 staging folder and renamed). The build runs in a child process without the distributed
 environment variables, so it is a one-process run of its own config. With
 ``build_missing: false`` a missing artifact is an error naming the command that builds it.
+
+An artifact may also name a ``source``: a model folder that ships with marc
+(``marc/assets/``, checked against its sha256 sums, see ``marc.assets``), installed instead
+of building it, as the embedded default's teacher is (``make reproduce`` trains it again
+from scratch with its config).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from marc.assets import ASSETS, install_asset
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ class Artifact:
     path: str
     config: str
     args: list[str] = field(default_factory=list)  # extra command-line overrides
+    source: str | None = None  # a shipped asset to install instead of building
 
     def command(self) -> list[str]:
         """The command that builds this artifact."""
@@ -88,6 +96,14 @@ def ensure_prerequisites(spec: Prerequisites | None) -> list[str]:
         )
         if not spec.build_missing:
             raise MissingPrerequisiteError(f"missing prerequisite {path}; build it with: {command}")
+        if artifact.source is not None:
+            if not is_global_rank_zero():
+                _wait_for(path, spec.wait_timeout_s)
+                continue
+            log.warning("prerequisite %s is missing: installing %s", path, artifact.source)
+            install_asset(asset_folder(artifact.source), path)
+            built.append(str(path))
+            continue
         if not Path(artifact.config).is_file():
             raise FileNotFoundError(f"prerequisite {path} names a missing config {artifact.config}")
         if not is_global_rank_zero():
@@ -128,6 +144,16 @@ DISTRIBUTED_VARIABLES = (
     "SLURM_NODEID",
 )
 DISTRIBUTED_PREFIXES = ("TORCHELASTIC_", "PL_TRAINER_")
+
+
+def asset_folder(source: str) -> Path:
+    """``source`` as a folder: a path, or the name of a folder under ``marc/assets``."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if (ASSETS / source).is_dir():
+        return ASSETS / source
+    raise FileNotFoundError(f"prerequisite source {source} is neither a folder nor a marc asset")
 
 
 def single_process_env() -> dict[str, str]:

@@ -3,7 +3,7 @@
 Layers, bottom to top (docs/DESIGN.md, "Layers"):
 
     0  marc.io, marc.configurable, marc.decoding, marc.vocabulary, marc.compression
-    1  marc.rl, marc.retrieval
+    1  marc.rl, marc.retrieval, marc.assets
     2  marc.data
     3  marc.models
     4  marc.modules, callbacks, marc.prerequisites
@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {
     "marc.io": 0,
     "marc.configurable": 0,
+    "marc.assets": 1,
     "marc.decoding": 0,
     "marc.vocabulary": 0,
     "marc.compression": 0,

@@ -145,3 +145,26 @@ def test_under_two_ranks_rank_zero_builds_once_and_the_other_waits(tmp_path):
     assert (tmp_path / "built/config.json").is_file()
     # One build: one training run logged.
     assert [p.name for p in (tmp_path / "artifacts/logs/teacher").iterdir()] == ["version_0"]
+
+
+def test_a_shipped_asset_is_installed_instead_of_built(tmp_path):
+    from marc.assets import AssetError, write_asset
+
+    model = tmp_path / "trained"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"weights")
+    asset = write_asset(model, tmp_path / "asset", {"trained_by": "test"})
+    target = tmp_path / "artifacts/teacher/model"
+    spec = Prerequisites(
+        artifacts=[Artifact(path=str(target), config="configs/none.yaml", source=str(asset))]
+    )
+    assert ensure_prerequisites(spec) == [str(target)]
+    assert (target / "weights.bin").read_bytes() == b"weights"
+    assert "trained_by" in (target / "ASSET.json").read_text()
+    # A file that does not match its sum is refused, naming it, and nothing is installed.
+    (asset / "weights.bin").write_bytes(b"tampered")
+    other = tmp_path / "elsewhere"
+    spec.artifacts[0].path = str(other)
+    with pytest.raises(AssetError, match="weights.bin: sha256"):
+        ensure_prerequisites(spec)
+    assert not other.exists()
