@@ -31,8 +31,12 @@ def test_full_teacher_schedule_layers_over_the_stage_config(tmp_path, monkeypatc
         run=False,
     )
     assert (demo.trainer.max_epochs, demo.trainer.limit_train_batches) == (15, 53)
-    assert (full.trainer.max_epochs, full.trainer.limit_train_batches) == (10, 1.0)
-    # Only the schedule changes: same model, data and callbacks.
+    assert (full.trainer.max_steps, full.trainer.limit_train_batches) == (2000, 1.0)
+    # Only the schedule changes: same model (but its learning-rate schedule), data and
+    # callbacks.
+    schedule = full.config.model.init_args.pop("lr_scheduler")
+    assert schedule.init_args.total_steps == full.trainer.max_steps
+    assert demo.config.model.init_args.pop("lr_scheduler") is None
     assert full.config.model == demo.config.model
     assert full.config.data == demo.config.data
     assert [type(c) for c in full.trainer.callbacks] == [type(c) for c in demo.trainer.callbacks]

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import marc.compression as compression
+from marc.assets import INFO as ASSET_INFO
 from marc.data.datamodule import VideoQADataModule
 from marc.eval import plots
 from marc.eval.statistics import paired_difference, summarise
@@ -103,11 +104,15 @@ def check_models(
 
 
 def provenance(settings: list[Setting]) -> dict[str, dict]:
-    """Where each system's weights came from (the stage that exported them)."""
+    """Where each system's weights came from: the stage that exported them, and the shipped
+    asset they were installed from (its ``ASSET.json``), if any."""
     models = {}
     for setting in settings:
-        file = Path(setting.model_dir) / "marc_vlm.json"
+        folder = Path(setting.model_dir)
+        file = folder / "marc_vlm.json"
         info = json.loads(file.read_text()).get("provenance", {}) if file.is_file() else {}
+        if (folder / ASSET_INFO).is_file():
+            info["installed_from_asset"] = json.loads((folder / ASSET_INFO).read_text())
         models.setdefault(setting.system, {"folder": setting.model_dir, **info})
     return models
 
