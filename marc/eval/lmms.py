@@ -134,8 +134,8 @@ class MarcLMM(lmms):
         super().__init__()
         unknown.pop("max_batch_size", None)  # passed by lmms-eval's evaluator, unused here
         if unknown:
-            names = ", ".join(sorted(unknown))
-            raise ModelArgsError(names, "…", "unknown field (see docs/CONTRACTS.md)")
+            field = sorted(unknown)[0]
+            raise ModelArgsError(field, unknown[field], "unknown field (see docs/CONTRACTS.md)")
         if not pretrained:
             raise ModelArgsError("pretrained", pretrained, "name the saved model folder")
         if output not in OUTPUTS:

@@ -276,3 +276,9 @@ def test_bad_model_args_name_their_field(tiny_vlm_dir, tmp_path):
     assert "model.safetensors" in found["no weights"][1] or "weights" in found["no weights"][1]
     for method in ("loglikelihood", "generate_until_multi_round"):
         assert found[method] and "generate_until only" in found[method]
+
+
+def test_without_the_environment_the_tests_fail_and_say_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("MARC_LMMS_PYTHON", str(tmp_path / "missing/bin/python"))
+    with pytest.raises(pytest.fail.Exception, match="make lmms-venv"):
+        lmms_python()
