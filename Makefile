@@ -40,7 +40,7 @@ test: $(STAMP) $(LMMS_STAMP)
 	$(BIN)/python -c "import torch, torchvision, lightning, transformers, timm, hnswlib, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --nbmake tests notebooks
+	MARC_LMMS_PYTHON=$(abspath $(LMMS_VENV))/bin/python $(BIN)/python -m pytest -q --nbmake tests notebooks
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done

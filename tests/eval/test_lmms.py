@@ -244,12 +244,20 @@ for method in ("loglikelihood", "generate_until_multi_round"):
         found[method] = None
     except NotImplementedError as error:
         found[method] = str(error)
+completion = "<think> B or C </think> <answer> C </answer>"
+found["answer"] = model._text(completion, [])
+found["answer without tags"] = model._text("C it is", [])
+found["cut"] = model._text(completion, ["</think>"])
+model.output = "completion"
+found["completion"] = model._text(completion, [])
 print(json.dumps(found))
 """
 
 
-@pytest.mark.slow
-def test_bad_model_args_name_their_field(tiny_vlm_dir, tmp_path):
+@pytest.fixture(scope="module")
+def plugin_checks(tiny_vlm_dir, tmp_path_factory) -> dict:
+    """What MarcLMM does with bad model_args and with completions, in the lmms environment."""
+    tmp_path = tmp_path_factory.mktemp("lmms_checks")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
@@ -258,7 +266,12 @@ def test_bad_model_args_name_their_field(tiny_vlm_dir, tmp_path):
         env=offline_env(tmp_path), capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-6000:]
-    found = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_bad_model_args_name_their_field(plugin_checks):
+    found = plugin_checks
     fields = {
         "no weights": "pretrained",
         "no model": "pretrained",
@@ -276,6 +289,14 @@ def test_bad_model_args_name_their_field(tiny_vlm_dir, tmp_path):
     assert "model.safetensors" in found["no weights"][1] or "weights" in found["no weights"][1]
     for method in ("loglikelihood", "generate_until_multi_round"):
         assert found[method] and "generate_until only" in found[method]
+
+
+@pytest.mark.slow
+def test_the_answer_output_is_the_text_of_the_answer_tags(plugin_checks):
+    assert plugin_checks["answer"] == "C"
+    assert plugin_checks["answer without tags"] == "C it is"  # the whole completion
+    assert plugin_checks["cut"] == "<think> B or C "  # an `until` string cuts first
+    assert plugin_checks["completion"] == "<think> B or C </think> <answer> C </answer>"
 
 
 def test_without_the_environment_the_tests_fail_and_say_how_to_build_it(monkeypatch, tmp_path):
