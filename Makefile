@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # lmms-eval (marc.eval.lmms) in an environment of its own: it pins av<16, wandb==0.25.0 and
-# ruff>=0.16.4 and pulls some sixty packages that the main one does not need.
+# ruff>=0.16.4 and pulls 74 packages that the main one does not have.
 LMMS_VENV ?= .venv-lmms
 LMMS_STAMP := $(LMMS_VENV)/.installed
 
