@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# lmms-eval (marc.eval.lmms) in an environment of its own: it pins av<16, wandb==0.25.0 and
+# ruff>=0.16.4 and pulls 74 packages that the main one does not have.
+LMMS_VENV ?= .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
 
-.PHONY: venv demo reproduce test bench lint clean
+.PHONY: venv lmms-venv demo reproduce test bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,6 +16,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(LMMS_STAMP): pyproject.toml
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install --quiet -e '.[lmms]'
+	touch $(LMMS_STAMP)
+
+lmms-venv: $(LMMS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m marc.demo
@@ -27,11 +38,11 @@ reproduce: $(STAMP)
 	$(BIN)/python -m marc.demo
 	$(BIN)/python -m marc.eval.seeds --seeds 0 1 2
 
-test: $(STAMP)
+test: $(STAMP) $(LMMS_STAMP)
 	$(BIN)/python -c "import torch, torchvision, lightning, transformers, timm, hnswlib, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --nbmake tests notebooks
+	MARC_LMMS_PYTHON=$(abspath $(LMMS_VENV))/bin/python $(BIN)/python -m pytest -q --nbmake tests notebooks
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script --quick || exit 1; done
@@ -41,4 +52,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) artifacts lightning_logs .pytest_cache
+	rm -rf $(VENV) $(LMMS_VENV) artifacts lightning_logs .pytest_cache
