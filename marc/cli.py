@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import lightning as L
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from marc.data.datamodule import VideoQADataModule
@@ -49,7 +50,7 @@ class MARCCLI(LightningCLI):
         )
         parser.add_argument(
             "--resume",
-            type=bool,
+            action=ActionYesNo,
             default=False,
             help="predict: keep the lines already in the output file and skip their questions",
         )

@@ -110,7 +110,8 @@ class Answerer:
             all frames (no retrieval).
         compressor / budget_frames: applied to the retrieved clips' tokens (None: all).
         decoding: how frames are read (the store's spans count such frames).
-        max_new_tokens: of the greedy decode.
+        max_new_tokens / min_new_tokens: of the greedy decode (a minimum fixes the length
+            for timing).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class Answerer:
         budget_frames: int | None = 1,
         decoding: Decoding | None = None,
         max_new_tokens: int = 40,
+        min_new_tokens: int = 0,
     ):
         if (retriever is None) != (store is None):
             raise ValueError("give both a retriever and its clip store, or neither")
@@ -132,6 +134,7 @@ class Answerer:
         self.budget = Budget(frames=budget_frames) if budget_frames else ALL_FRAMES
         self.decoding = decoding or Decoding()
         self.max_new_tokens = max_new_tokens
+        self.min_new_tokens = min_new_tokens
 
     # ----------------------------------------------------------------------- decoding
     def _decode(self, path: Path, select) -> tuple[torch.Tensor, np.ndarray, float]:
@@ -266,7 +269,11 @@ class Answerer:
         )
         try:
             output = self.vlm.generate(
-                [video], [prompt], max_new_tokens=self.max_new_tokens, do_sample=False
+                [video],
+                [prompt],
+                max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.min_new_tokens,
+                do_sample=False,
             )
         finally:
             hook.remove()

@@ -93,5 +93,8 @@ class PredictionDataModule(VideoQADataModule):
                 items.append((pid, error))
         return items
 
+    def on_after_batch_transfer(self, batch: list, dataloader_idx: int) -> list:
+        return batch  # questions, not samples: nothing skipped to count
+
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.items(), batch_size=1, shuffle=False, collate_fn=_one)
