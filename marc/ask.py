@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The ``marc`` console script; returns the exit code (2 for bad input)."""
     args = parser().parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # stderr keeps only marc's own line
     try:
         question = make_question(args.video, args.question, args.options)
         answerer = load_answerer(

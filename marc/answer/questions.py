@@ -13,6 +13,7 @@ from pathlib import Path
 
 from marc.data.annotations import MULTIPLE_CHOICE
 from marc.data.prompts import format_question
+from marc.data.video import VideoDecodeError, video_info
 from marc.rl.answers import split_option
 
 FREE_FORM = "free-form"
@@ -71,6 +72,10 @@ def make_question(
     path = Path(video)
     if not path.is_file():
         raise BadInput(f"{where}video not found: {path}")
+    try:
+        video_info(path)  # opens the container only: a file that is no video fails here
+    except VideoDecodeError as error:
+        raise BadInput(f"{where}{error}") from error
     kind = problem_type or (MULTIPLE_CHOICE if options else FREE_FORM)
     return Question(str(problem_id), path, problem.strip(), options, kind, solution)
 
