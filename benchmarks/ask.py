@@ -9,6 +9,8 @@ once beforehand:
   retrieve, encode, compress, answer);
 - ``next_nine``: the nine other questions with the video already in the clip memory (only
   the retrieved clips are decoded and encoded);
+- ``next_nine_tokens_cached``: the same nine with the visual tokens of their clips cached
+  as well (``cache_tokens``: nothing decoded or encoded);
 - ``teacher_ten``: the same ten questions answered by the teacher on all frames (every
   sampled frame decoded and encoded, no compression).
 
@@ -134,23 +136,35 @@ def main(argv: list[str] | None = None) -> dict:
     common = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens}
     stores = iter(range(10_000))
 
-    def marc(store_dir: Path) -> Answerer:
+    def marc(store_dir: Path, cache_tokens: bool = False) -> Answerer:
         store = ClipStore(store_dir, retriever, fingerprint)
-        return Answerer(student, retriever, store, MemoryAwareMerge(), 1, decoding, **common)
+        return Answerer(
+            student, retriever, store, MemoryAwareMerge(), 1, decoding, **common,
+            cache_tokens=cache_tokens,
+        )  # fmt: skip
 
     warm = marc(work / "warm")
     phases = {"first": warm.answer(questions[0]).seconds}
     phases["cached"] = warm.answer(questions[1]).seconds
+    tokens_cached = marc(work / "warm", cache_tokens=True)
+    for question in questions[1:]:
+        tokens_cached.answer(question)
+    phases["tokens_cached"] = tokens_cached.answer(questions[1]).seconds
     all_frames = Answerer(teacher, decoding=decoding, budget_frames=None, **common)
 
     calls = {
         "first": lambda: marc(work / f"cold{next(stores)}").answer(questions[0]),
         "next_nine": lambda: [warm.answer(q) for q in questions[1:]],
+        "next_nine_tokens_cached": lambda: [tokens_cached.answer(q) for q in questions[1:]],
         "teacher_ten": lambda: [all_frames.answer(q) for q in questions],
     }
     timings = interleaved(
         calls,
-        [("first", "next_nine"), ("teacher_ten", "next_nine")],
+        [
+            ("first", "next_nine"),
+            ("teacher_ten", "next_nine"),
+            ("next_nine", "next_nine_tokens_cached"),
+        ],
         min_rounds=args.min_rounds,
         max_rounds=args.max_rounds,
         time_limit_s=args.time_limit,
@@ -161,6 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
     per_round = {
         "first_over_next_question": [a / (b / 9) for a, b in zip(s["first"], s["next_nine"])],
         "teacher_ten_over_marc_ten": [a / b for a, b in zip(s["teacher_ten"], marc_ten)],
+        "next_question_over_tokens_cached": [
+            a / b for a, b in zip(s["next_nine"], s["next_nine_tokens_cached"])
+        ],
         "teacher_question_over_next_question": [
             (a / 10) / (b / 9) for a, b in zip(s["teacher_ten"], s["next_nine"])
         ],
@@ -186,11 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
         "converged": timings.converged,
         "first_question_s": round(statistics.median(s["first"]), 3),
         "next_nine_s": round(statistics.median(s["next_nine"]), 3),
+        "next_nine_tokens_cached_s": round(statistics.median(s["next_nine_tokens_cached"]), 3),
         "teacher_ten_s": round(statistics.median(s["teacher_ten"]), 3),
         "marc_ten_s": round(statistics.median(marc_ten), 3),
         **ratios,
         "phases_first_s": phases["first"],
         "phases_cached_s": phases["cached"],
+        "phases_tokens_cached_s": phases["tokens_cached"],
     }
     print(json.dumps(summary))
     return summary

@@ -6,7 +6,8 @@ question, the nearest clips of its video, the relation head's move), ``encode`` 
 vision tower over the retrieved clips), ``compress``, ``prefill`` (the prompt's forward
 pass) and ``generate`` (the decode loop after it). A video already in the clip memory
 (:mod:`marc.answer.store`) skips segmenting and embedding, and only its retrieved clips'
-frames are decoded. Without retrieval (the teacher) the whole video is decoded and
+frames are decoded; with ``cache_tokens`` the visual tokens of clips retrieved before are
+kept in memory too, so such a question decodes and encodes nothing. Without retrieval (the teacher) the whole video is decoded and
 encoded. The answering itself is ``marc.eval.sweep``'s: the same encoding, compressor
 call, greedy decoding and scoring.
 """
@@ -112,6 +113,9 @@ class Answerer:
         decoding: how frames are read (the store's spans count such frames).
         max_new_tokens / min_new_tokens: of the greedy decode (a minimum fixes the length
             for timing).
+        cache_tokens: keep the visual tokens of each set of retrieved clips in memory (this
+            process only), so a question that retrieves the same clips of a stored video
+            skips decoding and encoding them too.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Answerer:
         decoding: Decoding | None = None,
         max_new_tokens: int = 40,
         min_new_tokens: int = 0,
+        cache_tokens: bool = False,
     ):
         if (retriever is None) != (store is None):
             raise ValueError("give both a retriever and its clip store, or neither")
@@ -135,6 +140,9 @@ class Answerer:
         self.decoding = decoding or Decoding()
         self.max_new_tokens = max_new_tokens
         self.min_new_tokens = min_new_tokens
+        self.cache_tokens = cache_tokens
+        # (file sha256, retrieved clip indices) -> (tokens, grid, group segments, full tokens)
+        self._token_cache: dict[tuple, tuple] = {}
 
     # ----------------------------------------------------------------------- decoding
     def _decode(self, path: Path, select) -> tuple[torch.Tensor, np.ndarray, float]:
@@ -184,7 +192,9 @@ class Answerer:
         return sorted(chosen.values(), key=lambda item: item[0].span)
 
     def _retrieve(self, question: Question, phases: Phases):
-        """(reconstructed frames, their clip segments, clip records, cached, full tokens)."""
+        """((reconstructed frames, their clip segments, the full video's tokens) or None when
+        the clips' tokens are cached, clip records, whether the video was stored, the key of
+        the clips' tokens)."""
         path = question.video
         with phases("decode"):
             key = file_sha256(path)
@@ -193,6 +203,19 @@ class Answerer:
         with phases("search"):
             chosen = self._search(key, question.problem)
         stored = self.store.clips(key)
+        records = [
+            {
+                "clip_index": clip.clip_index,
+                "start_s": clip.seconds[0],
+                "end_s": clip.seconds[1],
+                "frames": list(clip.span),
+                "score": round(score, 4),
+            }
+            for clip, score in chosen
+        ]
+        token_key = (key, tuple(clip.clip_index for clip, _ in chosen))
+        if token_key in self._token_cache:
+            return None, records, cached, token_key
         with phases("decode"):
             if frames is None:
                 wanted = sorted({f for clip, _ in chosen for f in clip.source_frames})
@@ -208,18 +231,8 @@ class Answerer:
             video, segments = reconstruct_video(
                 subset, spans, self.retriever.max_clip_frames, self.retriever.frame_multiple
             )
-        records = [
-            {
-                "clip_index": clip.clip_index,
-                "start_s": clip.seconds[0],
-                "end_s": clip.seconds[1],
-                "frames": list(clip.span),
-                "score": round(score, 4),
-            }
-            for clip, score in chosen
-        ]
         full = self._tokens(num_frames, video.shape[-2], video.shape[-1])
-        return video, segments, records, cached, full
+        return (video, segments, full), records, cached, token_key
 
     def _tokens(self, num_frames: int, height: int, width: int) -> int:
         vlm = self.vlm
@@ -232,19 +245,26 @@ class Answerer:
     def answer(self, question: Question) -> Answer:
         """Answer one question (greedy), with the seconds of every phase."""
         phases = Phases()
+        token_key = None
         if self.retriever is None:
             with phases("decode"):
                 video, _, _ = self.decode_all(question.video)
             segments, records, cached = None, [], False
             full = self._tokens(len(video), video.shape[-2], video.shape[-1])
+            prepared = video, segments, full
         else:
-            video, segments, records, cached, full = self._retrieve(question, phases)
-        with phases("encode"):
-            tokens, grid = self.vlm.encode_video(video.to(self.vlm.device))
+            prepared, records, cached, token_key = self._retrieve(question, phases)
+        if prepared is None:  # the retrieved clips' visual tokens are cached
+            tokens, grid, groups, full = self._token_cache[token_key]
+        else:
+            video, segments, full = prepared
+            with phases("encode"):
+                tokens, grid = self.vlm.encode_video(video.to(self.vlm.device))
+            groups = self.vlm.group_segments(segments, len(video))
+            if self.cache_tokens and token_key is not None:
+                self._token_cache[token_key] = (tokens, grid, groups, full)
         with phases("compress"):
-            compressed = self.compressor(
-                tokens, grid, self.budget, self.vlm.group_segments(segments, len(video))
-            )
+            compressed = self.compressor(tokens, grid, self.budget, groups)
         completion = self._generate(compressed, question.prompt, phases)
         reasoning = _THINK.search(completion)
         return Answer(
@@ -294,6 +314,7 @@ def load_answerer(
     max_frames: int | None = 64,
     frame_size: int | None = None,
     max_new_tokens: int = 40,
+    cache_tokens: bool = False,
 ) -> Answerer:
     """An :class:`Answerer` over saved folders; a missing or broken one is :class:`BadInput`
     naming it. ``frame_size`` None reads frames at the size the model was trained on."""
@@ -326,4 +347,7 @@ def load_answerer(
         store = ClipStore(
             clip_memory_dir, retriever, retriever_fingerprint(retriever_dir, decoding)
         )
-    return Answerer(vlm, retriever, store, compressor, budget_frames, decoding, max_new_tokens)
+    return Answerer(
+        vlm, retriever, store, compressor, budget_frames, decoding, max_new_tokens,
+        cache_tokens=cache_tokens,
+    )  # fmt: skip

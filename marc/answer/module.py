@@ -35,6 +35,8 @@ class VideoPrediction(L.LightningModule):
         resume: keep the lines already in ``output`` and skip their questions.
         compressor / budget_frames: applied to the retrieved clips (None: all tokens).
         max_new_tokens: of the greedy decode.
+        cache_tokens: keep the visual tokens of retrieved clips for the run, so questions
+            that retrieve the same clips of a video decode and encode nothing.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class VideoPrediction(L.LightningModule):
         compressor: TokenCompressor | None = None,
         budget_frames: int | None = 1,
         max_new_tokens: int = 40,
+        cache_tokens: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["compressor"])
@@ -70,6 +73,7 @@ class VideoPrediction(L.LightningModule):
             max_frames=data.get("max_frames", 64),
             frame_size=data.get("frame_size"),
             max_new_tokens=hp.max_new_tokens,
+            cache_tokens=hp.cache_tokens,
         )
         self.vlm = self.answerer.vlm  # a submodule: Lightning moves it to the device
 

@@ -77,3 +77,15 @@ def test_a_corrupt_clip_memory_names_the_folder_and_how_to_rebuild(answerer_at, 
     with pytest.raises(ClipMemoryError, match="rm -r") as caught:
         answerer_at(folder)
     assert str(index.parent) in str(caught.value)
+
+
+def test_cached_visual_tokens_skip_decoding_and_encoding_the_clips(
+    tiny_vlm_dir, tiny_retriever_dir, videos, tmp_path
+):
+    answerer = load_answerer(
+        tiny_vlm_dir, tiny_retriever_dir, tmp_path / "memory", max_new_tokens=4, cache_tokens=True
+    )
+    first = ask(answerer, videos[0])
+    again = ask(answerer, videos[0])
+    assert again.seconds["encode"] == 0 and again.completion == first.completion
+    assert again.clips == first.clips and again.visual_tokens == first.visual_tokens
