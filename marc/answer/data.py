@@ -47,8 +47,6 @@ class PredictionDataModule(VideoQADataModule):
         frame_size: int | None = None,
     ):
         super().__init__(data_root=data_root, fps=fps, max_frames=max_frames, frame_size=frame_size)
-        if (predict_file is None) == (not questions):
-            raise ValueError("give data.predict_file, or data.videos and data.questions")
         self.predict_file = Path(predict_file) if predict_file else None
         self.videos = list(videos or [])
         self.questions = list(questions or [])
@@ -67,6 +65,8 @@ class PredictionDataModule(VideoQADataModule):
 
     def items(self) -> list:
         """One checked :class:`Question` or :class:`BadInput` per question, in order."""
+        if (self.predict_file is None) == (not self.questions):
+            raise ValueError("give data.predict_file, or data.videos and data.questions")
         if self.predict_file is not None:
             items = []
             for line, row in read_rows(self.predict_file):
