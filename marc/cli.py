@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import lightning as L
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from marc.data.datamodule import VideoQADataModule
@@ -47,12 +48,20 @@ class MARCCLI(LightningCLI):
             default=None,
             help="artifacts this stage needs and the configs that build them",
         )
+        parser.add_argument(
+            "--resume",
+            action=ActionYesNo,
+            default=False,
+            help="predict: keep the lines already in the output file and skip their questions",
+        )
 
     def instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand is not None:
             ensure_prerequisites(_as_prerequisites(config.get("prerequisites")))
         super().instantiate_classes()
+        if config.get("resume") and hasattr(self.model, "resume"):
+            self.model.resume = True
 
 
 def _as_prerequisites(value: Any) -> Prerequisites | None:

@@ -6,9 +6,9 @@ Layers, bottom to top (docs/DESIGN.md, "Layers"):
     1  marc.rl, marc.retrieval, marc.assets
     2  marc.data
     3  marc.models
-    4  marc.modules, callbacks, marc.prerequisites
+    4  marc.modules, callbacks, marc.prerequisites, marc.answer
     5  marc.cli, marc.eval
-    6  main, marc.demo, benchmarks
+    6  main, marc.demo, marc.ask, benchmarks
 
 A module may import a module of a lower layer or of its own package (``marc.rl.rewards``
 may import ``marc.rl.answers``). Every import counts, including those inside functions.
@@ -36,10 +36,12 @@ LAYERS = {
     "marc.modules": 4,
     "callbacks": 4,
     "marc.prerequisites": 4,
+    "marc.answer": 4,
     "marc.cli": 5,
     "marc.eval": 5,
     "main": 6,
     "marc.demo": 6,
+    "marc.ask": 6,
     "benchmarks": 6,
 }
 
