@@ -46,17 +46,20 @@ def seed_folder(artifacts: Path, seed: int) -> Path:
     return folder
 
 
+def stage_arguments(stage: str, seed: int) -> list[str]:
+    """The ``main.py fit`` arguments that train ``stage`` (warmup or cgrpo) with ``seed``."""
+    return [
+        "--config", f"configs/{stage}.yaml", f"--seed_everything={seed}", f"--model.seed={seed}"
+    ]  # fmt: skip
+
+
 def train_seed(artifacts: Path, seed: int) -> Path:
     """Train warmup then C-GRPO with ``seed``; returns the seed's artifacts folder."""
     folder = seed_folder(artifacts, seed)
     for stage in ("warmup", "cgrpo"):
         if (folder / "artifacts" / stage / "model").is_dir():
             continue
-        command = [
-            sys.executable, str(REPO / "main.py"), "fit", "--config", f"configs/{stage}.yaml",
-            f"--seed_everything={seed}", f"--model.seed={seed}",
-            "--trainer.enable_progress_bar=false",
-        ]  # fmt: skip
+        command = [sys.executable, str(REPO / "main.py"), "fit", *stage_arguments(stage, seed)]
         print("$", " ".join(command), f"(in {folder})", flush=True)
         subprocess.run(command, cwd=folder, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     return folder / "artifacts"

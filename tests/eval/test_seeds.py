@@ -72,3 +72,15 @@ def test_the_seed_report_compares_each_seed_with_the_main_report(
     assert same["mean"] == 0 and same["ci95"] == [0.0, 0.0]  # identical students
     assert json.loads((artifacts / "report/seeds.json").read_text())["seeds"] == [0, 1]
     assert "cgrpo - warmup" in (artifacts / "report/seeds.md").read_text()
+
+
+@pytest.mark.parametrize("stage", ["warmup", "cgrpo"])
+def test_the_seed_runs_arguments_instantiate_the_stage_configs(stage, tmp_path, monkeypatch):
+    # The arguments train_seed passes to main.py fit must build the stage as its YAML says
+    # (an option that clashes with the configs' callbacks would fail every seed run).
+    from marc.cli import MARCCLI
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(seeds.REPO / "configs", target_is_directory=True)
+    cli = MARCCLI(args=seeds.stage_arguments(stage, 7), run=False)
+    assert cli.model.hparams.seed == 7 and cli.trainer is not None
