@@ -12,10 +12,8 @@ from marc.retrieval.retriever import VisualMemoryRetriever
 from marc.retrieval.segment import ContentChangeSegmenter
 
 
-def make_artifacts(root, model_dir):
-    """Copies of one tiny model as the three stage exports, and an untrained retriever."""
-    for stage in ("teacher", "warmup", "cgrpo"):
-        shutil.copytree(model_dir, root / stage / "model")
+def untrained_retriever(folder):
+    """An untrained retriever (seeded, 8-d embeddings, k=2) saved to ``folder``."""
     torch.manual_seed(0)
     retriever = VisualMemoryRetriever(
         ContentChangeSegmenter(),
@@ -23,7 +21,15 @@ def make_artifacts(root, model_dir):
         QueryEncoder(embed_dim=8),
         k=2,
     )
-    retriever.save_pretrained(root / "retriever")
+    retriever.save_pretrained(folder)
+    return folder
+
+
+def make_artifacts(root, model_dir):
+    """Copies of one tiny model as the three stage exports, and an untrained retriever."""
+    for stage in ("teacher", "warmup", "cgrpo"):
+        shutil.copytree(model_dir, root / stage / "model")
+    untrained_retriever(root / "retriever")
     return root
 
 

@@ -21,9 +21,9 @@ from marc.compression import build_compressor
 from marc.data.annotations import read_annotations
 from marc.data.dataset import VideoQADataset
 from marc.eval.sweep import Setting, evaluate_settings
-from marc.retrieval.encoders import ClipEncoder, QueryEncoder
 from marc.retrieval.retriever import VisualMemoryRetriever
-from marc.retrieval.segment import ContentChangeSegmenter
+
+from .conftest import untrained_retriever
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(max_frames=16, frame_size=56)
@@ -163,18 +163,6 @@ def talkative_vlm_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("talkative_vlm") / "model"
     vlm.save_pretrained(path)
     return path
-
-
-def untrained_retriever(folder: Path) -> Path:
-    torch.manual_seed(0)
-    retriever = VisualMemoryRetriever(
-        ContentChangeSegmenter(),
-        ClipEncoder(embed_dim=8, image_size=56),
-        QueryEncoder(embed_dim=8),
-        k=2,
-    )
-    retriever.save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.slow
